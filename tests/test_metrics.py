@@ -1,0 +1,103 @@
+"""Metrics: accumulated confusion counts, property tests, pupil centre and detection rate."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from training.metrics import SegmentationMeter, binary_iou, center_error, center_statistics, pupil_center, scores_from_confusion
+
+masks = arrays(np.uint8, st.tuples(st.integers(1, 12), st.integers(1, 12)), elements=st.integers(0, 1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(pred=masks, data=st.data())
+def test_every_score_is_in_the_unit_interval(pred, data):
+    """Scenario: Scores are bounded"""
+    target = data.draw(arrays(np.uint8, pred.shape, elements=st.integers(0, 1)))
+    meter = SegmentationMeter()
+    meter.update(torch.from_numpy(pred), torch.from_numpy(target))
+    scores = meter.compute()
+    assert all(0.0 <= v <= 1.0 for v in scores.values())
+
+
+@settings(max_examples=40, deadline=None)
+@given(mask=masks)
+def test_identical_masks_score_one(mask):
+    """Scenario: Identical masks score 1"""
+    meter = SegmentationMeter()
+    meter.update(mask, mask)
+    assert all(v == 1.0 for v in meter.compute().values())
+    assert binary_iou(mask, mask) == 1.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(pred=masks, data=st.data())
+def test_iou_and_dice_are_symmetric(pred, data):
+    """Scenario: Symmetric scores"""
+    target = data.draw(arrays(np.uint8, pred.shape, elements=st.integers(0, 1)))
+    a, b = SegmentationMeter(), SegmentationMeter()
+    a.update(pred, target)
+    b.update(target, pred)
+    sa, sb = a.compute(), b.compute()
+    for key in ("miou", "pupil_iou", "dice", "pixel_accuracy"):
+        assert sa[key] == pytest.approx(sb[key])
+    assert sa["precision"] == pytest.approx(sb["recall"])
+    assert binary_iou(pred, target) == pytest.approx(binary_iou(target, pred))
+
+
+def test_counts_accumulate_over_the_split_not_per_batch_ratios():
+    """Scenario: Metrics from accumulated counts"""
+    meter = SegmentationMeter()
+    # batch 1: 1 pupil pixel, found; batch 2: 3 pupil pixels, none found
+    meter.update(np.array([1, 0, 0, 0]), np.array([1, 0, 0, 0]))
+    meter.update(np.array([0, 0, 0, 0]), np.array([1, 1, 1, 0]))
+    scores = meter.compute()
+    assert scores["pupil_iou"] == pytest.approx(1 / 4)  # the mean of per-batch IoUs would be 0.5
+    assert scores["recall"] == pytest.approx(1 / 4)
+    assert scores["precision"] == 1.0
+    assert scores["pixel_accuracy"] == pytest.approx(5 / 8)
+    assert scores["iou_class0"] == pytest.approx(4 / 7)
+    assert scores["miou"] == pytest.approx((4 / 7 + 1 / 4) / 2)
+    assert scores["dice"] == pytest.approx(2 / (2 + 3))
+
+
+def test_empty_masks_are_explicit():
+    """Scenario: Empty masks"""
+    empty = np.zeros((8, 8), np.uint8)
+    scores = scores_from_confusion(SegmentationMeter().matrix + np.array([[64, 0], [0, 0]]))
+    assert scores["pupil_iou"] == 1.0 and scores["dice"] == 1.0  # nothing to find, nothing invented
+    assert pupil_center(empty) is None
+    assert math.isnan(center_error(empty, empty))  # no true centre: left out of centre statistics
+    disk = np.zeros((8, 8), np.uint8)
+    disk[3:5, 3:5] = 1
+    assert math.isinf(center_error(empty, disk))  # a missed pupil is a miss, not a zero error
+    assert binary_iou(empty, disk) == 0.0
+
+
+def test_pupil_center_from_a_known_ellipse():
+    """Scenario: Pupil centre and detection rate"""
+    import cv2
+
+    mask = np.zeros((400, 640), np.uint8)
+    cv2.ellipse(mask, (300, 180), (40, 25), 30, 0, 360, 1, -1)
+    for method in ("ellipse", "centroid"):
+        cx, cy = pupil_center(mask, method)
+        assert (cx, cy) == pytest.approx((300, 180), abs=0.6)
+    shifted = np.roll(mask, 3, axis=1)
+    assert center_error(shifted, mask) == pytest.approx(3.0, abs=0.6)
+    stats = center_statistics([1.0, 4.0, 6.0, float("inf"), float("nan")])
+    assert stats["detection_rate"] == pytest.approx(2 / 4)
+    assert stats["center_error_median"] == pytest.approx(5.0)
+    assert stats["center_error_mean"] == pytest.approx(11 / 3)
+
+
+def test_center_uses_the_largest_region():
+    mask = np.zeros((100, 100), np.uint8)
+    mask[10:13, 10:13] = 1  # speck
+    mask[50:70, 40:60] = 1  # pupil
+    assert pupil_center(mask) == pytest.approx((49.5, 59.5), abs=0.6)

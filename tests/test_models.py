@@ -1,0 +1,132 @@
+"""Model contract: every variant, shapes, gradients, parameter and ONNX budgets, speed-relevant structure."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from training.export import MAX_ONNX_BYTES, export_onnx, ort_session
+from training.models import VARIANTS, TinyEfficientViTSeg, build_model, count_parameters
+from training.models.efficientvit import CascadedGroupAttention, ConvBN
+
+
+def test_default_model_matches_the_documented_config():
+    """Scenario: Default model"""
+    model = TinyEfficientViTSeg()
+    cfg = model.config
+    assert (cfg.embed_dims, cfg.depths, cfg.num_heads) == ((8, 16, 24), (1, 1, 1), (1, 1, 2))
+    assert count_parameters(model) < 60_000
+    with torch.no_grad():
+        out = model.eval()(torch.rand(1, 1, 400, 640))
+    assert out.shape == (1, 2, 400, 640)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_variant_keeps_the_contract(variant):
+    """Scenario: Every variant keeps the contract"""
+    torch.manual_seed(0)
+    model = build_model(variant)
+    assert count_parameters(model) < 60_000
+    x = torch.rand(2, 1, 96, 160)
+    out = model(x)
+    assert out.shape == (2, 2, 96, 160)
+    assert torch.isfinite(out).all()
+    out.logsumexp(dim=1).mean().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert sum(float(g.abs().sum()) for g in grads) > 0
+
+
+def test_largest_variant_uses_the_parameter_budget():
+    """Scenario: Every variant keeps the contract"""
+    assert max(count_parameters(build_model(v)) for v in VARIANTS) > 45_000
+
+
+def test_unknown_variant_names_the_choices():
+    with pytest.raises(ValueError, match="tiny"):
+        build_model("huge")
+
+
+@settings(max_examples=12, deadline=None)
+@given(height=st.integers(9, 130), width=st.integers(9, 130), batch=st.integers(1, 2))
+def test_any_input_size_gives_logits_of_the_same_size(height, width, batch):
+    """Scenario: Any input size"""
+    model = build_model("tiny").eval()
+    with torch.no_grad():
+        out = model(torch.rand(batch, 1, height, width))
+    assert out.shape == (batch, 2, height, width)
+    assert torch.isfinite(out).all()
+
+
+def test_cascaded_group_attention_feeds_each_head_the_previous_output():
+    """Scenario: Cascaded group attention"""
+    torch.manual_seed(0)
+    attn = CascadedGroupAttention(dim=8, key_dim=4, num_heads=2, attn_ratio=1.0).eval()
+    attn.proj = torch.nn.Identity()  # expose the per-head outputs: channels 0-3 head 1, 4-7 head 2
+    assert [q.c.in_channels for q in attn.qkvs] == [4, 4]  # each head takes its own channel split
+    x = torch.rand(1, 8, 5, 5)
+    x2 = x.clone()
+    x2[:, :4] += 1.0  # perturb only the first head's split
+    with torch.no_grad():
+        before, after = attn(x), attn(x2)
+    assert not torch.allclose(before[:, 4:], after[:, 4:])  # head 2 saw head 1's output
+    x3 = x.clone()
+    x3[:, 4:] += 1.0  # perturb only the second head's split
+    with torch.no_grad():
+        assert torch.allclose(attn(x3)[:, :4], before[:, :4])  # head 1 does not see head 2
+
+
+def test_decoder_uses_a_stride_two_skip():
+    """Scenario: High-resolution skip"""
+    torch.manual_seed(0)
+    model = build_model("tiny").eval()
+    # A one-pixel change in the input must change the logits at that pixel more than 8 px away:
+    # only the stride-2 path can localise that sharply.
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        model.decoder.head_fine.weight.normal_()  # untrained init may be near zero
+        a = model(x)
+        x[0, 0, 32, 32] += 1.0
+        b = model(x)
+    diff = (a - b).abs()[0].sum(0)
+    assert diff[31:34, 31:34].sum() > 0
+    features = model.encoder(x)
+    assert features[0].shape[-2:] == (32, 32)  # stride 2
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_fused_model_is_numerically_identical(variant):
+    """Scenario: Conv-BN fusion for export"""
+    torch.manual_seed(0)
+    model = build_model(variant)
+    model.train()
+    with torch.no_grad():  # give BatchNorm non-trivial statistics
+        for _ in range(3):
+            model(torch.rand(2, 1, 64, 96))
+    model.eval()
+    x = torch.rand(1, 1, 64, 96)
+    with torch.no_grad():
+        expected = model(x)
+        fused = model.fuse()
+        assert not any(isinstance(m, ConvBN) for m in fused.modules())
+        assert torch.allclose(fused(x), expected, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_variant_exports_a_small_self_contained_onnx(variant, tmp_path):
+    """Scenario: ONNX export under 300 KB"""
+    torch.manual_seed(0)
+    model = build_model(variant).eval()
+    path = export_onnx(model, tmp_path / f"{variant}.onnx")
+    assert path.stat().st_size < MAX_ONNX_BYTES
+    assert [p.name for p in tmp_path.iterdir()] == [f"{variant}.onnx"]  # no .onnx.data beside it
+    session = ort_session(path)
+    for batch in (1, 3):
+        x = np.random.default_rng(batch).random((batch, 1, 400, 640), dtype=np.float32)
+        (out,) = session.run(None, {"image": x})
+        with torch.no_grad():
+            expected = model(torch.from_numpy(x)).numpy()
+        assert out.shape == (batch, 2, 400, 640)
+        assert np.abs(out - expected).max() < 1e-4

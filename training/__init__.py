@@ -1,0 +1,3 @@
+"""VisionAssist Training: tiny pupil-segmentation models for real-time eye tracking."""
+
+__version__ = "0.1.0"

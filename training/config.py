@@ -1,0 +1,129 @@
+"""The one training config: every script (local, Modal, ellipse) fills this dataclass and calls `train(cfg)`.
+
+argparse flags are generated from the fields, so the CLI and the config file can never disagree; unknown keys
+in a config file fail loudly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+DEFAULT_HF_REPO = "Conner/sddec25-01"
+
+
+@dataclass
+class TrainConfig:
+    # data
+    dataset: str = DEFAULT_HF_REPO  # HF repo id, precompute output (<dir>/dataset) or raw OpenEDS folder
+    task: str = "segmentation"  # segmentation | ellipse
+    limit: int = 0  # use at most this many samples per split (0: all)
+    augment: bool = True  # synchronized flip/affine/photometric augmentation on the training split
+    num_workers: int = 0  # DataLoader worker processes
+    # model
+    model_variant: str = "tiny"  # a key of training.models.VARIANTS (or ELLIPSE_VARIANTS for task=ellipse)
+    # optimisation
+    epochs: int = 30  # maximum number of epochs
+    batch_size: int = 8  # per process
+    lr: float = 3e-3  # peak learning rate (AdamW)
+    weight_decay: float = 1e-4  # AdamW weight decay
+    scheduler: str = "cosine"  # cosine (with linear warmup) | plateau (ReduceLROnPlateau on valid mIoU)
+    warmup_epochs: int = 1  # linear warmup length for the cosine schedule
+    grad_clip: float = 1.0  # max gradient norm (0: off)
+    early_stopping_patience: int = 10  # stop after this many epochs without a better valid metric (0: off)
+    alpha_start: float = 1.0  # Dice weight at epoch 0; the surface loss gets 1 - alpha
+    alpha_end: float = 0.2  # Dice weight after alpha_decay_epochs (linear decay, as in RITnet)
+    alpha_decay_epochs: int = 0  # epochs over which alpha decays (0: all epochs)
+    # runtime
+    device: str = "auto"  # auto (cuda > mps > cpu) | cpu | cuda | cuda:N | mps
+    amp: bool = True  # mixed precision on CUDA (ignored elsewhere)
+    channels_last: bool = True  # channels_last memory format on CUDA (ignored elsewhere)
+    seed: int = 42  # base seed; each DDP rank adds its rank
+    # outputs
+    output_dir: str = "runs"  # run directories are created below this
+    run_name: str = ""  # run directory / MLflow run name (empty: <model>-<variant>-<timestamp>)
+    resume: str = ""  # path to a checkpoint, a run directory, or "auto" (latest last.pt of run_name)
+    experiment_name: str = "visionassist"  # MLflow experiment
+    overlay_every: int = 5  # log prediction overlays every N epochs (0: off)
+    export_onnx: bool = True  # export the best model to ONNX whenever the valid metric improves
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> "TrainConfig":
+        return cls(**check_keys(values, source))
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "TrainConfig":
+        return cls.from_dict(read_config_file(path), source=str(path))
+
+    def validate(self) -> "TrainConfig":
+        if self.task not in {"segmentation", "ellipse"}:
+            raise ValueError(f"task must be 'segmentation' or 'ellipse', not {self.task!r}")
+        if self.scheduler not in {"cosine", "plateau"}:
+            raise ValueError(f"scheduler must be 'cosine' or 'plateau', not {self.scheduler!r}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, not {self.lr}")
+        return self
+
+
+def check_keys(values: dict[str, Any], source: str) -> dict[str, Any]:
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{source}: unknown config key(s) {unknown}; known keys: {sorted(known)}")
+    return values
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML or JSON config file, its keys checked against TrainConfig."""
+    path = Path(path)
+    text = path.read_text()
+    if path.suffix in {".yaml", ".yml"}:
+        import yaml
+
+        values = yaml.safe_load(text) or {}
+    else:
+        values = json.loads(text)
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: a config file must hold a mapping of field names to values")
+    return check_keys(values, str(path))
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig | None = None) -> None:
+    """One flag per TrainConfig field (`--batch-size`, `--no-augment` for booleans) plus `--config FILE`."""
+    defaults = defaults or TrainConfig()
+    parser.add_argument("--config", help="YAML or JSON file with config fields; flags given on the command line win")
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        if isinstance(default, bool):
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=f"(default: {default})")
+        else:
+            parser.add_argument(flag, dest=f.name, type=type(default), default=None, help=f"(default: {default!r})")
+
+
+def config_from_args(args: argparse.Namespace, defaults: TrainConfig | None = None) -> TrainConfig:
+    """Defaults < config file < flags given on the command line."""
+    values = (defaults or TrainConfig()).to_dict()
+    if getattr(args, "config", None):
+        values.update(read_config_file(args.config))
+    for name in values:
+        given = getattr(args, name, None)
+        if given is not None:
+            values[name] = given
+    return TrainConfig(**values).validate()
+
+
+def parse_config(argv: list[str] | None = None, description: str = "", defaults: TrainConfig | None = None) -> TrainConfig:
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser, defaults)
+    return config_from_args(parser.parse_args(argv), defaults)

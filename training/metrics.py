@@ -1,0 +1,128 @@
+"""Segmentation and pupil-centre metrics, from counts accumulated over a whole split.
+
+`SegmentationMeter` accumulates a confusion matrix batch by batch; `compute()` derives IoU per class, mIoU,
+pupil IoU, Dice, pixel accuracy, precision and recall from the totals (not an average of per-batch ratios).
+Empty-set convention: a ratio whose denominator is 0 (e.g. IoU of a class absent from both prediction and
+label) is 1.0, since nothing was missed and nothing was invented.
+
+Pupil centres use the same ellipse fit as the dataset (training.preprocess.fit_ellipse), a sibling leaf.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from training.preprocess import fit_ellipse
+
+DETECTION_RADIUS_PX = 5.0
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return 1.0 if denominator == 0 else float(numerator) / float(denominator)
+
+
+def confusion_matrix(pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, num_classes: int = 2) -> np.ndarray:
+    """(num_classes, num_classes) int64 counts; rows are labels, columns predictions."""
+    pred = torch.as_tensor(pred).reshape(-1).long()
+    target = torch.as_tensor(target).reshape(-1).long()
+    counts = torch.bincount(target * num_classes + pred, minlength=num_classes**2)
+    return counts.reshape(num_classes, num_classes).cpu().numpy().astype(np.int64)
+
+
+def scores_from_confusion(matrix: np.ndarray, positive_class: int = 1) -> dict[str, float]:
+    matrix = np.asarray(matrix, dtype=np.int64)
+    tp_all = np.diag(matrix)
+    fn_all = matrix.sum(axis=1) - tp_all
+    fp_all = matrix.sum(axis=0) - tp_all
+    ious = [_ratio(tp, tp + fp + fn) for tp, fp, fn in zip(tp_all, fp_all, fn_all)]
+    tp, fp, fn = tp_all[positive_class], fp_all[positive_class], fn_all[positive_class]
+    scores = {f"iou_class{c}": iou for c, iou in enumerate(ious)}
+    scores.update(
+        miou=float(np.mean(ious)),
+        pupil_iou=ious[positive_class],
+        dice=_ratio(2 * tp, 2 * tp + fp + fn),
+        pixel_accuracy=_ratio(tp_all.sum(), matrix.sum()),
+        precision=_ratio(tp, tp + fp),
+        recall=_ratio(tp, tp + fn),
+    )
+    return scores
+
+
+@dataclass
+class SegmentationMeter:
+    """Accumulates confusion counts over a split. `update(pred, target)` takes class-index tensors of any shape."""
+
+    num_classes: int = 2
+    matrix: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.matrix is None:
+            self.matrix = np.zeros((self.num_classes, self.num_classes), np.int64)
+
+    def update(self, pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray) -> None:
+        self.matrix += confusion_matrix(pred, target, self.num_classes)
+
+    def compute(self) -> dict[str, float]:
+        return scores_from_confusion(self.matrix)
+
+
+def binary_iou(pred: np.ndarray, target: np.ndarray) -> float:
+    """IoU of two binary masks (non-zero = pupil); 1.0 when both are empty."""
+    pred, target = np.asarray(pred) > 0, np.asarray(target) > 0
+    return _ratio(np.logical_and(pred, target).sum(), np.logical_or(pred, target).sum())
+
+
+def pupil_center(mask: np.ndarray, method: str = "ellipse") -> tuple[float, float] | None:
+    """Pupil centre (x, y) in pixels of the largest region: "ellipse" (cv2.fitEllipse) or "centroid"; None if empty."""
+    if method not in {"ellipse", "centroid"}:
+        raise ValueError(f"method must be 'ellipse' or 'centroid', not {method!r}")
+    binary = np.asarray(mask) > 0
+    if not binary.any():
+        return None
+    if method == "centroid":
+        import cv2
+
+        count, labels, stats, centroids = cv2.connectedComponentsWithStats(binary.astype(np.uint8), connectivity=8)
+        largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        return float(centroids[largest][0]), float(centroids[largest][1])
+    ellipse = fit_ellipse(binary)
+    return (ellipse.cx, ellipse.cy) if ellipse else None
+
+
+def center_error(pred_mask: np.ndarray, true_mask: np.ndarray, method: str = "ellipse") -> float:
+    """Euclidean distance in pixels between predicted and true pupil centres.
+
+    inf when the label has a pupil and the prediction has none (a miss); NaN when the label has no pupil
+    (no centre to compare against: leave the frame out of centre statistics).
+    """
+    true_center = pupil_center(true_mask, method)
+    if true_center is None:
+        return float("nan")
+    pred_center = pupil_center(pred_mask, method)
+    if pred_center is None:
+        return float("inf")
+    return float(np.hypot(pred_center[0] - true_center[0], pred_center[1] - true_center[1]))
+
+
+def center_statistics(errors: list[float] | np.ndarray, radius: float = DETECTION_RADIUS_PX) -> dict[str, float]:
+    """Mean/median/p95 centre error (misses count as inf in the percentiles) and detection rate within radius."""
+    errors = np.asarray([e for e in errors if not np.isnan(e)], dtype=np.float64)
+    if errors.size == 0:
+        return {"center_error_mean": float("nan"), "center_error_median": float("nan"), "center_error_p95": float("nan"), "detection_rate": float("nan")}
+    finite = errors[np.isfinite(errors)]
+    return {
+        "center_error_mean": float(finite.mean()) if finite.size else float("inf"),
+        "center_error_median": _percentile_with_misses(errors, 50),
+        "center_error_p95": _percentile_with_misses(errors, 95),
+        "detection_rate": float((errors <= radius).mean()),
+    }
+
+
+def _percentile_with_misses(errors: np.ndarray, q: float) -> float:
+    """Percentile where misses (inf) rank last: inf if the percentile reaches into them."""
+    with np.errstate(invalid="ignore"):
+        value = float(np.percentile(errors, q))
+    return float("inf") if np.isnan(value) else value

@@ -1,0 +1,11 @@
+"""Model zoo: `build_model(variant)` for segmentation; `TinyEfficientViTSeg` with the default ("tiny") config."""
+
+from training.models.efficientvit import (
+    VARIANTS,
+    EfficientViTConfig,
+    TinyEfficientViTSeg,
+    build_model,
+    count_parameters,
+)
+
+__all__ = ["VARIANTS", "EfficientViTConfig", "TinyEfficientViTSeg", "build_model", "count_parameters"]

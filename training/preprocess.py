@@ -1,0 +1,165 @@
+"""The one preprocessing module: precompute, the runtime loader, evaluate and predict all call these functions.
+
+Pure numpy/cv2, no project imports. Conventions:
+- images are uint8 (H, W) grayscale; labels are OpenEDS uint8 (H, W) with 0 background, 1 sclera, 2 iris, 3 pupil;
+- masks are uint8 (H, W) with pupil = 1;
+- ellipses are in pixels (cx, cy, rx, ry, angle in degrees as cv2.fitEllipse reports it), and normalized by
+  dividing x-quantities by W and y-quantities by H.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+PUPIL_CLASS = 3  # OpenEDS label value of the pupil
+NUM_OPENEDS_CLASSES = 4
+GAMMA = 0.8
+CLAHE_CLIP_LIMIT = 1.5
+CLAHE_TILE_GRID = (8, 8)
+BOUNDARY_WEIGHT = 10.0  # spatial weight of pixels on the pupil boundary band (CE is weighted by 1 + this)
+
+
+@dataclass(frozen=True)
+class Ellipse:
+    cx: float  # centre x, pixels
+    cy: float  # centre y, pixels
+    rx: float  # semi-axis along the ellipse's first axis (cv2 width / 2), pixels
+    ry: float  # semi-axis along the second axis (cv2 height / 2), pixels
+    angle: float  # rotation of the first axis, degrees in [0, 180)
+
+    def normalized(self, height: int, width: int) -> tuple[float, float, float, float]:
+        return self.cx / width, self.cy / height, self.rx / width, self.ry / height
+
+
+def binarize(label: np.ndarray, pupil_class: int = PUPIL_CLASS) -> np.ndarray:
+    """OpenEDS 4-class label -> uint8 mask with pupil = 1, everything else 0."""
+    return (label == pupil_class).astype(np.uint8)
+
+
+@lru_cache(maxsize=8)
+def gamma_lut(gamma: float = GAMMA) -> np.ndarray:
+    return np.clip(np.round(255.0 * (np.arange(256) / 255.0) ** gamma), 0, 255).astype(np.uint8)
+
+
+def apply_gamma(image: np.ndarray, gamma: float = GAMMA) -> np.ndarray:
+    """Gamma correction through a 256-entry lookup table (gamma < 1 lifts the dark pupil/iris range)."""
+    return cv2.LUT(_as_gray_uint8(image), gamma_lut(gamma))
+
+
+def apply_clahe(image: np.ndarray, clip_limit: float = CLAHE_CLIP_LIMIT, tile_grid: tuple[int, int] = CLAHE_TILE_GRID) -> np.ndarray:
+    return cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=tile_grid).apply(_as_gray_uint8(image))
+
+
+def preprocess_image(image: np.ndarray) -> np.ndarray:
+    """The image transform of the dataset: gamma 0.8 then CLAHE (clip 1.5, 8x8 tiles). uint8 in, uint8 out."""
+    return apply_clahe(apply_gamma(image))
+
+
+def to_model_input(image: np.ndarray) -> np.ndarray:
+    """Preprocessed uint8 (H, W) -> float32 (1, 1, H, W) in [0, 1], the layout the models and ONNX files take."""
+    return (image.astype(np.float32) / 255.0)[None, None]
+
+
+def fit_ellipse(mask: np.ndarray) -> Ellipse | None:
+    """Pupil ellipse of the largest connected region of `mask` (non-zero = pupil); None for an empty mask.
+
+    cv2.fitEllipse on the largest external contour; fallbacks for regions it cannot fit (fewer than 5 contour
+    points, or a degenerate/non-finite fit far from the region): second moments of the region, and for a
+    single pixel a circle of radius 0.5.
+    """
+    binary = (np.asarray(mask) > 0).astype(np.uint8)
+    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        return None
+    largest = max(contours, key=lambda c: (cv2.contourArea(c), len(c)))
+    region = np.zeros_like(binary)
+    cv2.drawContours(region, [largest], -1, 1, thickness=cv2.FILLED)
+    moment_fit = _moment_ellipse(region)
+    if len(largest) >= 5:
+        (cx, cy), (width, height), angle = cv2.fitEllipse(largest)
+        fitted = Ellipse(float(cx), float(cy), float(width) / 2, float(height) / 2, float(angle) % 180.0)
+        sane = all(np.isfinite([cx, cy, width, height])) and width > 0 and height > 0
+        # A fit whose centre leaves the region's moment ellipse is a degenerate fit (e.g. a straight line).
+        if sane and np.hypot(cx - moment_fit.cx, cy - moment_fit.cy) <= max(moment_fit.rx, moment_fit.ry, 1.0):
+            return fitted
+    return moment_fit
+
+
+def _moment_ellipse(region: np.ndarray) -> Ellipse:
+    ys, xs = np.nonzero(region)
+    cx, cy = float(xs.mean()), float(ys.mean())
+    if len(xs) == 1:
+        return Ellipse(cx, cy, 0.5, 0.5, 0.0)
+    cov = np.cov(np.stack([xs, ys]).astype(np.float64)) + np.eye(2) / 12.0  # pixel-area correction
+    eigenvalues, eigenvectors = np.linalg.eigh(cov)
+    major = eigenvectors[:, 1]
+    angle = float(np.degrees(np.arctan2(major[1], major[0]))) % 180.0
+    # A uniform ellipse has variance r^2 / 4 along each axis.
+    return Ellipse(cx, cy, 2.0 * float(np.sqrt(eigenvalues[1])), 2.0 * float(np.sqrt(eigenvalues[0])), angle)
+
+
+def spatial_weights(mask: np.ndarray, boundary_weight: float = BOUNDARY_WEIGHT) -> np.ndarray:
+    """float32 (H, W): boundary_weight on the pupil boundary band (3x3 morphological gradient), 0 elsewhere."""
+    binary = (np.asarray(mask) > 0).astype(np.uint8)
+    band = cv2.morphologyEx(binary, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+    return band.astype(np.float32) * np.float32(boundary_weight)
+
+
+def signed_distance(region: np.ndarray) -> np.ndarray:
+    """Signed Euclidean distance to the region's boundary, normalized by the image diagonal (as in RITnet).
+
+    >= 0 outside the region (distance to the nearest region pixel), <= 0 inside (minus the distance to the
+    nearest outside pixel, less one, so the region's edge pixels are 0). All zeros for an empty or full region.
+    """
+    region = np.asarray(region) > 0
+    height, width = region.shape
+    out = np.zeros(region.shape, np.float32)
+    if region.any() and not region.all():
+        outside = ~region
+        to_region = cv2.distanceTransform(outside.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        to_outside = cv2.distanceTransform(region.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        out = np.where(outside, to_region, -(to_outside - 1.0)).astype(np.float32)
+    return out / np.float32(np.hypot(height - 1, width - 1))
+
+
+def distance_maps(mask: np.ndarray) -> np.ndarray:
+    """float32 (2, H, W): signed distance maps of the background (channel 0) and pupil (channel 1) classes."""
+    binary = np.asarray(mask) > 0
+    return np.stack([signed_distance(~binary), signed_distance(binary)])
+
+
+def label_targets(mask: np.ndarray) -> dict[str, np.ndarray | float]:
+    """Everything derived from a binary pupil mask: weights, distance maps, normalized ellipse (NaN when empty)."""
+    height, width = mask.shape
+    ellipse = fit_ellipse(mask)
+    cx, cy, rx, ry = ellipse.normalized(height, width) if ellipse else (np.nan,) * 4
+    return {
+        "spatial_weights": spatial_weights(mask),
+        "dist_map": distance_maps(mask),
+        "cx": np.float32(cx),
+        "cy": np.float32(cy),
+        "rx": np.float32(rx),
+        "ry": np.float32(ry),
+        "angle": np.float32(ellipse.angle if ellipse else np.nan),
+    }
+
+
+def preprocess_sample(image: np.ndarray, label: np.ndarray) -> dict[str, np.ndarray | float]:
+    """Raw OpenEDS frame and 4-class label -> every column of the precomputed dataset except filename."""
+    mask = binarize(label)
+    return {"image": preprocess_image(image), "label": mask, **label_targets(mask), "preprocessed": True}
+
+
+def _as_gray_uint8(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise TypeError(f"expected a uint8 image, got {image.dtype}")
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY if image.shape[2] == 3 else cv2.COLOR_BGRA2GRAY)
+    if image.ndim != 2:
+        raise ValueError(f"expected a 2-D grayscale image, got shape {image.shape}")
+    return np.ascontiguousarray(image)
