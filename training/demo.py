@@ -1,22 +1,62 @@
-"""The main job behind `make demo`.
+"""The main job behind `make demo`: synthetic OpenEDS -> precompute -> train -> ONNX, on this machine.
 
-    python -m training.demo
+    python -m training.demo [--output-dir demo_output] [--num-images 480] [--epochs 12]
 
-Prints the model summary and the ONNX latency table (benchmarks/latency.py).
+1. writes OpenEDS-like synthetic frames in the Kaggle layout (training.synthetic),
+2. precomputes them exactly as a real download (precompute.py --skip-download --no-push),
+3. trains TinyEfficientViTSeg with train(cfg) (MLflow in <output-dir>/mlflow.db),
+4. exports the best model to ONNX and prints where everything is.
 """
 
 from __future__ import annotations
 
-import runpy
+import argparse
+import time
 from pathlib import Path
 
-from training.models import VARIANTS, build_model, count_parameters
+import precompute
+from training.config import TrainConfig
+from training.engine import train
+from training.synthetic import generate
 
 
-def main() -> None:
-    for name in VARIANTS:
-        print(f"{name:6s} {count_parameters(build_model(name)):6d} params  {VARIANTS[name]}")
-    runpy.run_path(str(Path(__file__).resolve().parents[1] / "benchmarks" / "latency.py"), run_name="__main__")
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output-dir", default="demo_output", type=Path)
+    parser.add_argument("--num-images", type=int, default=480)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    out = args.output_dir.resolve()
+    raw = out / "raw"
+
+    print(f"[1/3] synthetic OpenEDS-like frames -> {raw}", flush=True)
+    counts = generate(raw, args.num_images, seed=args.seed)
+    print("      " + ", ".join(f"{split} {n}" for split, n in counts.items()), flush=True)
+
+    print(f"[2/3] precompute -> {raw / 'dataset'}", flush=True)
+    if precompute.main(["--skip-download", "--no-push", "--output-dir", str(raw)]) != 0:
+        raise SystemExit("precompute failed")
+
+    print("[3/3] train", flush=True)
+    cfg = TrainConfig(dataset=str(raw / "dataset"), epochs=args.epochs, batch_size=8, output_dir=str(out / "runs"), seed=args.seed,
+                      run_name=f"demo-{time.strftime('%Y%m%d-%H%M%S')}", overlay_every=3, num_workers=1, early_stopping_patience=0)
+    result = train(cfg)
+    last = result.history[-1] if result.history else {}
+    onnx_note = f"{result.onnx_path} ({result.onnx_path.stat().st_size / 1024:.0f} KB)" if result.onnx_path else "not exported"
+    store = Path(cfg.output_dir).resolve() / "mlflow.db"
+    print(f"""
+done in {(time.perf_counter() - start) / 60:.1f} min
+  best valid mIoU      {result.best_metric:.4f} (epoch {result.best_epoch + 1}); last valid pupil IoU {last.get('valid_iou', float('nan')):.4f}
+  ONNX model           {onnx_note}
+  checkpoints          {result.run_dir / 'best.pt'}, {result.run_dir / 'last.pt'}
+  per-epoch metrics    {result.run_dir / 'metrics.jsonl'}
+  overlays             {result.run_dir / 'overlays'}
+  learning curves      {result.run_dir / 'learning_curves.png'}
+  MLflow store         sqlite:///{store} (run {result.mlflow_run_id})
+  open the MLflow UI   .venv/bin/mlflow ui --backend-store-uri sqlite:///{store}   (then http://127.0.0.1:5000)
+""", flush=True)
 
 
 if __name__ == "__main__":

@@ -82,11 +82,20 @@ def fit_ellipse(mask: np.ndarray) -> Ellipse | None:
     if len(largest) >= 5:
         (cx, cy), (width, height), angle = cv2.fitEllipse(largest)
         fitted = Ellipse(float(cx), float(cy), float(width) / 2, float(height) / 2, float(angle) % 180.0)
-        sane = all(np.isfinite([cx, cy, width, height])) and width > 0 and height > 0
-        # A fit whose centre leaves the region's moment ellipse is a degenerate fit (e.g. a straight line).
-        if sane and np.hypot(cx - moment_fit.cx, cy - moment_fit.cy) <= max(moment_fit.rx, moment_fit.ry, 1.0):
+        if _plausible(fitted, moment_fit, region):
             return fitted
     return moment_fit
+
+
+def _plausible(fit: Ellipse, moments: Ellipse, region: np.ndarray) -> bool:
+    """A contour fit is kept when it is finite, no larger than the region's extent and centred on it;
+    degenerate fits (cv2 extrapolating a huge or offset ellipse from a few points) fall back to the moments."""
+    if not all(np.isfinite([fit.cx, fit.cy, fit.rx, fit.ry])) or min(fit.rx, fit.ry) < 0.5:
+        return False  # a sub-pixel minor axis (a line, a 1-px sliver) makes cv2's fit numerically unstable
+    ys, xs = np.nonzero(region)
+    extent = np.hypot(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
+    offset = np.hypot(fit.cx - moments.cx, fit.cy - moments.cy)
+    return 2 * max(fit.rx, fit.ry) <= 1.5 * extent + 2 and offset <= 0.25 * max(moments.rx, moments.ry) + 1.0
 
 
 def _moment_ellipse(region: np.ndarray) -> Ellipse:
@@ -94,7 +103,7 @@ def _moment_ellipse(region: np.ndarray) -> Ellipse:
     cx, cy = float(xs.mean()), float(ys.mean())
     if len(xs) == 1:
         return Ellipse(cx, cy, 0.5, 0.5, 0.0)
-    cov = np.cov(np.stack([xs, ys]).astype(np.float64)) + np.eye(2) / 12.0  # pixel-area correction
+    cov = np.cov(np.stack([xs, ys]).astype(np.float64), bias=True) + np.eye(2) / 12.0  # population moments + pixel area
     eigenvalues, eigenvectors = np.linalg.eigh(cov)
     major = eigenvectors[:, 1]
     angle = float(np.degrees(np.arctan2(major[1], major[0]))) % 180.0
@@ -115,21 +124,25 @@ def signed_distance(region: np.ndarray) -> np.ndarray:
     >= 0 outside the region (distance to the nearest region pixel), <= 0 inside (minus the distance to the
     nearest outside pixel, less one, so the region's edge pixels are 0). All zeros for an empty or full region.
     """
-    region = np.asarray(region) > 0
-    height, width = region.shape
-    out = np.zeros(region.shape, np.float32)
-    if region.any() and not region.all():
-        outside = ~region
-        to_region = cv2.distanceTransform(outside.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-        to_outside = cv2.distanceTransform(region.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-        out = np.where(outside, to_region, -(to_outside - 1.0)).astype(np.float32)
-    return out / np.float32(np.hypot(height - 1, width - 1))
+    return distance_maps(region)[1]
 
 
 def distance_maps(mask: np.ndarray) -> np.ndarray:
-    """float32 (2, H, W): signed distance maps of the background (channel 0) and pupil (channel 1) classes."""
-    binary = np.asarray(mask) > 0
-    return np.stack([signed_distance(~binary), signed_distance(binary)])
+    """float32 (2, H, W): signed distance maps of the background (channel 0) and pupil (channel 1) classes.
+
+    Two exact distance transforms serve both classes: the distance from a pupil pixel to the background is
+    the pupil's inside distance and the background's outside distance, and vice versa.
+    """
+    pupil = np.asarray(mask) > 0
+    height, width = pupil.shape
+    maps = np.zeros((2, height, width), np.float32)
+    if pupil.any() and not pupil.all():
+        to_background = cv2.distanceTransform(pupil.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)  # at pupil pixels
+        to_pupil = cv2.distanceTransform((~pupil).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)  # at background pixels
+        maps[1] = np.where(pupil, 1.0 - to_background, to_pupil)
+        maps[0] = np.where(pupil, to_background, 1.0 - to_pupil)
+        maps /= np.float32(np.hypot(height - 1, width - 1))
+    return maps
 
 
 def label_targets(mask: np.ndarray) -> dict[str, np.ndarray | float]:

@@ -11,6 +11,7 @@ including the stride-2 stem, so pupil boundaries stay sharp at full resolution.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -249,6 +250,9 @@ class SkipDecoder(nn.Module):
         return coarse + self.head_fine(stem)  # (B, O, H/2, W/2)
 
 
+PUPIL_PRIOR = 0.01  # initial pupil probability of every pixel
+
+
 class TinyEfficientViTSeg(nn.Module):
     """Pupil segmentation: (B, 1, H, W) grayscale in [0, 1] -> (B, num_classes, H, W) logits."""
 
@@ -264,6 +268,9 @@ class TinyEfficientViTSeg(nn.Module):
         # Sub-pixel output: 4 logits per class at stride 2, rearranged to full resolution by pixel shuffle.
         # A learned 2x upsampling is sharper than bilinear and far cheaper at 400x640.
         self.decoder = SkipDecoder(cfg.stem_dims[0], [cfg.stem_dims[1], *cfg.embed_dims], cfg.decoder_dim, 4 * cfg.num_classes)
+        with torch.no_grad():  # start at the class prior (the pupil is ~1% of a frame), not at 50/50
+            self.decoder.head_coarse.bias.zero_()
+            self.decoder.head_coarse.bias[4:].fill_(math.log(PUPIL_PRIOR / (1 - PUPIL_PRIOR)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]

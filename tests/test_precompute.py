@@ -1,0 +1,186 @@
+"""precompute.py on synthetic raw data: schema, validation, bad input, credentials, re-runs and the hub push."""
+
+import json
+import shutil
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+import precompute
+from tests.conftest import run_python
+from training.synthetic import generate
+
+
+def test_dataset_has_the_published_schema(precomputed):
+    """Scenario: Precompute writes the published schema"""
+    from datasets import load_dataset
+
+    dataset = load_dataset(str(precomputed / "dataset"))
+    assert set(dataset) == {"train", "validation", "test"}
+    features = dataset["train"].features
+    assert features["image"].shape == (400, 640) and features["image"].dtype == "uint8"
+    assert features["label"].dtype == "uint8" and features["spatial_weights"].dtype == "float32"
+    assert features["dist_map"].shape == (2, 400, 640) and features["dist_map"].dtype == "float32"
+    for name in ("cx", "cy", "rx", "ry"):
+        assert features[name].dtype == "float32"
+    assert features["filename"].dtype == "string" and features["preprocessed"].dtype == "bool"
+    row = dataset["validation"].with_format("numpy", dtype=None)[0]
+    assert row["preprocessed"] and set(np.unique(row["label"])) <= {0, 1}
+    assert 0 < row["cx"] < 1 and 0 < row["rx"] < 1
+    assert (precomputed / "dataset" / "README.md").read_text().startswith("---\n")
+
+
+def test_empty_masks_are_skipped_and_counted(precomputed, raw_dir):
+    """Scenario: Empty masks are skipped"""
+    total_rows = sum(pq.ParquetFile(p).metadata.num_rows for p in (precomputed / "dataset").rglob("*.parquet"))
+    empty = [p for p in raw_dir.rglob("labels/*.npy") if not (np.load(p) == 3).any()]
+    assert len(empty) == 2
+    assert total_rows == 48 - len(empty)
+    names = set()
+    for path in (precomputed / "dataset").rglob("*.parquet"):
+        names |= set(pq.read_table(path, columns=["filename"]).column("filename").to_pylist())
+    assert not names & {p.stem + ".png" for p in empty}
+
+
+def test_validate_passes_on_a_fresh_dataset_and_fails_on_a_tampered_one(precomputed, tmp_path):
+    """Scenario: Validate recomputes and compares"""
+    assert precompute.main(["--validate", "--skip-download", "--no-push", "--output-dir", str(precomputed)]) == 0
+    copy = tmp_path / "copy"
+    shutil.copytree(precomputed, copy)
+    shard = sorted((copy / "dataset" / "validation").glob("*.parquet"))[0]
+    table = pq.read_table(shard)
+    cx = table.column("cx").to_numpy().copy()
+    cx[:] += 0.01
+    import pyarrow as pa
+
+    table = table.set_column(table.schema.get_field_index("cx"), table.schema.field("cx"), pa.array(cx, pa.float32()))
+    pq.write_table(table, shard, row_group_size=1)
+    assert precompute.main(["--validate", "--skip-download", "--no-push", "--output-dir", str(copy)]) == precompute.EXIT_MISMATCH
+
+
+def _corrupt(raw):
+    images, labels = raw / "train" / "images", raw / "train" / "labels"
+    names = sorted(p.stem for p in images.glob("*.png"))
+    (images / f"{names[0]}.png").write_bytes(b"not a png at all")
+    np.save(labels / f"{names[1]}.npy", np.zeros((10, 10), np.uint8))
+    bad_values = np.load(labels / f"{names[2]}.npy")
+    bad_values[0, 0] = 7
+    np.save(labels / f"{names[2]}.npy", bad_values)
+    return names[:3]
+
+
+def test_bad_inputs_are_warned_counted_and_left_out(tmp_path, caplog, capsys):
+    """Scenario: Bad input files"""
+    generate(tmp_path, 10, seed=2)
+    bad = _corrupt(tmp_path)
+    with caplog.at_level("WARNING"):
+        assert precompute.main(["--skip-download", "--no-push", "--output-dir", str(tmp_path), "--workers", "1"]) == 0
+    warnings = "\n".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert f"{bad[0]}.png: not a readable PNG" in warnings
+    assert f"{bad[1]}.npy: label shape (10, 10)" in warnings
+    assert f"{bad[2]}.npy: unknown class values [7]" in warnings
+    assert "3 bad inputs skipped" in capsys.readouterr().out
+    written = set()
+    for path in (tmp_path / "dataset").rglob("*.parquet"):
+        written |= set(pq.read_table(path, columns=["filename"]).column("filename").to_pylist())
+    assert not written & {f"{name}.png" for name in bad}
+    assert written
+
+
+def test_strict_makes_bad_input_fatal(tmp_path, capsys):
+    """Scenario: Bad input files"""
+    generate(tmp_path, 10, seed=2)
+    bad = _corrupt(tmp_path)
+    code = precompute.main(["--skip-download", "--no-push", "--output-dir", str(tmp_path), "--strict", "--workers", "1"])
+    assert code == precompute.EXIT_BAD_INPUT
+    assert bad[0] in capsys.readouterr().err
+
+
+def test_missing_kaggle_credentials_give_one_clear_message(tmp_path):
+    """Scenario: Missing Kaggle credentials"""
+    env = {"HOME": str(tmp_path), "KAGGLE_CONFIG_DIR": str(tmp_path / ".kaggle"), "KAGGLE_USERNAME": "", "KAGGLE_KEY": "", "KAGGLE_API_TOKEN": ""}
+    import os
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
+    clean.update({k: v for k, v in env.items() if v})
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "precompute.py", "--no-push", "--output-dir", str(tmp_path / "out")],
+                            cwd=precompute.__file__.rsplit("/", 1)[0], env=clean, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "Kaggle credentials not found" in result.stderr and "KAGGLE_USERNAME" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_rerun_reuses_finished_shards_and_rebuilds_changed_ones(tmp_path, capsys):
+    """Scenario: Re-running is safe and resumable"""
+    generate(tmp_path, 12, seed=4)
+    args = ["--skip-download", "--no-push", "--output-dir", str(tmp_path), "--shard-size", "4", "--workers", "1"]
+    assert precompute.main(args) == 0
+    shards = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "dataset").rglob("*.parquet")}
+    assert precompute.main(args) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "dataset").rglob("*.parquet")} == shards  # nothing redone
+    # change one raw frame: only its shard is rebuilt, the old version is removed
+    image = sorted((tmp_path / "train" / "images").glob("*.png"))[0]
+    other = sorted((tmp_path / "train" / "images").glob("*.png"))[-1]
+    image.write_bytes(other.read_bytes())
+    assert precompute.main(args) == 0
+    after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "dataset").rglob("*.parquet")}
+    assert len(after) == len(shards)
+    assert len(set(after) - set(shards)) == 1
+    assert not list((tmp_path / "dataset").rglob(".*.tmp"))
+
+
+class FakeHfApi:
+    """In-memory stand-in for huggingface_hub.HfApi: records uploads; can fail the first N calls of a file."""
+
+    def __init__(self, fail_on: dict | None = None):
+        self.files, self.calls, self.fail_on = {}, [], dict(fail_on or {})
+
+    def create_repo(self, repo_id, repo_type, exist_ok):
+        assert repo_type == "dataset" and exist_ok
+
+    def list_repo_files(self, repo_id, repo_type):
+        return list(self.files)
+
+    def upload_file(self, path_or_fileobj, path_in_repo, repo_id, repo_type, commit_message):
+        self.calls.append(path_in_repo)
+        if self.fail_on.get(path_in_repo, 0) > 0:
+            self.fail_on[path_in_repo] -= 1
+            raise ConnectionError("connection reset")
+        self.files[path_in_repo] = open(path_or_fileobj, "rb").read()
+
+
+def test_push_retries_keeps_local_shards_and_uploads_only_what_is_missing(precomputed):
+    """Scenario: Push to the hub with retries"""
+    dataset = precomputed / "dataset"
+    local = sorted(p.relative_to(dataset).as_posix() for p in dataset.rglob("*") if p.is_file())
+    sleeps = []
+    flaky = FakeHfApi(fail_on={local[0]: 2})
+    uploaded = precompute.push_to_hub(dataset, "me/eyes", api=flaky, retries=3, backoff=1.0, sleep=sleeps.append)
+    assert sorted(uploaded) == local and sleeps == [1.0, 2.0]
+    assert uploaded[-1] == "README.md"  # the card goes last
+    # a push that dies on one file keeps everything local; the next run sends only what is missing
+    broken = FakeHfApi(fail_on={local[1]: 99})
+    with pytest.raises(RuntimeError, match="failed after 2 attempts"):
+        precompute.push_to_hub(dataset, "me/eyes", api=broken, retries=2, sleep=lambda s: None)
+    assert all((dataset / rel).exists() for rel in local)
+    sent_before = set(broken.files)
+    broken.fail_on.clear()
+    broken.calls.clear()
+    again = precompute.push_to_hub(dataset, "me/eyes", api=broken, retries=2, sleep=lambda s: None)
+    assert set(again) == set(local) - sent_before and set(broken.calls) == set(again)
+    assert {k: v for k, v in broken.files.items()} == {rel: (dataset / rel).read_bytes() for rel in local}
+
+
+def test_cli_end_to_end_from_the_readme(tmp_path):
+    """Scenario: Precompute writes the published schema"""
+    result = run_python(["-m", "training.synthetic", "--output-dir", str(tmp_path), "--num-images", "12", "--seed", "3"])
+    assert result.returncode == 0, result.stderr
+    result = run_python(["precompute.py", "--skip-download", "--no-push", "--output-dir", str(tmp_path)])
+    assert result.returncode == 0, result.stderr
+    assert "precompute:" in result.stdout and "img/s" in result.stdout
+    result = run_python(["precompute.py", "--validate", "--skip-download", "--no-push", "--output-dir", str(tmp_path)])
+    assert result.returncode == 0 and "validate: OK" in result.stdout

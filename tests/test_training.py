@@ -1,0 +1,266 @@
+"""train(cfg) end to end: MLflow contents, bit-exact resume after SIGKILL, a dying tracking server, ONNX export,
+torchrun DDP, and the config CLI."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import ROOT, run_python
+from training.config import TrainConfig, parse_config
+from training.engine import train
+
+pytestmark = pytest.mark.slow
+
+
+def _cfg(dataset, out, **overrides):
+    values = dict(dataset=str(dataset), epochs=2, batch_size=4, limit=8, output_dir=str(out), run_name="run", overlay_every=1, seed=7)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_epoch_run_is_fully_recorded_in_mlflow(precomputed, tmp_path, monkeypatch):
+    """Scenario: Every run is tracked in MLflow"""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = train(_cfg(precomputed / "dataset", tmp_path))
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    run = client.get_run(result.mlflow_run_id)
+    assert run.info.status == "FINISHED"
+    for key in ("train_loss", "valid_loss", "train_iou", "valid_iou", "train_miou", "valid_miou", "train_ce_loss", "train_dice_loss",
+                "train_surface_loss", "valid_ce_loss", "valid_dice_loss", "valid_surface_loss", "lr", "alpha", "epoch_seconds", "images_per_second"):
+        history = client.get_metric_history(run.info.run_id, key)
+        assert [m.step for m in history] == [0, 1], key
+    params = run.data.params
+    assert params["model_variant"] == "tiny" and params["epochs"] == "2" and params["num_parameters"] == "11352"
+    assert params["dataset_kind"] == "parquet" and params["train_samples"] == "8"
+    assert run.data.tags["model_type"] == "TinyEfficientViT" and run.data.tags["architecture"] == "TinyEfficientViT-tiny"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)} | {a.path for d in ("overlays", "onnx", "checkpoints") for a in client.list_artifacts(run.info.run_id, d)}
+    assert {"config.json", "learning_curves.png", "overlays/epoch_001.png", "onnx/best_efficientvit_model.onnx", "checkpoints/best_state_dict.pt"} <= artifacts
+    mlflow.set_tracking_uri(uri)
+    models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
+    assert [m.source_run_id for m in models] == [run.info.run_id]
+    from mlflow.models import get_model_info
+
+    signature = get_model_info(models[0].model_uri).signature
+    assert list(signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 1, 400, 640]
+    # local record: config, metrics.jsonl, checkpoints
+    run_dir = tmp_path / "run"
+    assert json.loads((run_dir / "config.json").read_text())["epochs"] == 2
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1]
+    last = torch.load(run_dir / "last.pt", weights_only=True)
+    assert {"model", "optimizer", "scheduler", "scaler", "epoch", "best_metric", "rng", "config"} <= set(last)
+    assert last["config"]["run_name"] == "run" and last["epoch"] == 1
+
+
+def test_secrets_never_reach_mlflow_params(precomputed, tmp_path, monkeypatch):
+    """Scenario: Every run is tracked in MLflow"""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_value_123")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "pw_secret_456")
+    result = train(_cfg(precomputed / "dataset", tmp_path, epochs=1, export_onnx=False, overlay_every=0))
+    text = (result.run_dir / "mlflow_journal.jsonl").read_text() + (result.run_dir / "config.json").read_text()
+    assert "hf_secret_value_123" not in text and "pw_secret_456" not in text
+
+
+def _run_training(args, env=None):
+    return subprocess.Popen([sys.executable, "training/train_efficientvit_local.py", *args], cwd=ROOT, env={**os.environ, **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_sigkill_mid_epoch_then_resume_is_bit_identical(precomputed, tmp_path):
+    """Scenario: Resume after SIGKILL is bit-identical"""
+    common = ["--dataset", str(precomputed / "dataset"), "--epochs", "3", "--batch-size", "2", "--limit", "12", "--seed", "3",
+              "--no-export-onnx", "--overlay-every", "0", "--output-dir", str(tmp_path)]
+    reference = _run_training([*common, "--run-name", "reference"])
+    assert reference.wait(timeout=600) == 0, reference.stdout.read()
+
+    run_dir = tmp_path / "killed"
+    victim = _run_training([*common, "--run-name", "killed"])
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.time() + 300
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 1 and (run_dir / "last.pt").exists()):
+        assert victim.poll() is None and time.time() < deadline, "first epoch did not finish"
+        time.sleep(0.05)
+    epoch_seconds = json.loads(metrics.read_text().splitlines()[0])["epoch_seconds"]
+    time.sleep(0.4 * epoch_seconds)  # well inside the second epoch
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=60)
+    assert metrics.read_text().count("\n") == 1, "the kill came after the second epoch ended"
+    assert torch.load(run_dir / "last.pt", weights_only=True)["epoch"] == 0
+
+    resumed = _run_training([*common, "--run-name", "killed", "--resume", "auto"])
+    output = resumed.communicate(timeout=600)[0]
+    assert resumed.returncode == 0, output
+    assert "epochs 2..3" in output
+    expected = torch.load(tmp_path / "reference" / "last.pt", weights_only=True)
+    actual = torch.load(run_dir / "last.pt", weights_only=True)
+    assert actual["epoch"] == expected["epoch"] == 2
+    for name, tensor in expected["model"].items():
+        assert torch.equal(actual["model"][name], tensor), name
+    assert [json.loads(l)["epoch"] for l in metrics.read_text().splitlines()] == [0, 1, 2]
+    assert [json.loads(l)["train_loss"] for l in metrics.read_text().splitlines()] == \
+        [json.loads(l)["train_loss"] for l in (tmp_path / "reference" / "metrics.jsonl").read_text().splitlines()]
+
+
+def _start_mlflow_server(store: Path, port: int):
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    process = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+                                "--artifacts-destination", str(store / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    from training.tracking import server_reachable
+
+    deadline = time.time() + 120
+    while not server_reachable(f"http://127.0.0.1:{port}"):
+        assert process.poll() is None and time.time() < deadline, "mlflow server did not start"
+        time.sleep(0.3)
+    return process
+
+
+def _kill_group(process):
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=30)
+
+
+def test_tracking_server_dying_mid_run_loses_nothing(precomputed, tmp_path):
+    """Scenario: Tracking server dies mid-run"""
+    port, store = _free_port(), tmp_path / "server"
+    store.mkdir()
+    server = _start_mlflow_server(store, port)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        run = _run_training(["--dataset", str(precomputed / "dataset"), "--epochs", "3", "--batch-size", "4", "--limit", "8",
+                             "--output-dir", str(tmp_path / "runs"), "--run-name", "r", "--overlay-every", "0"], env={"MLFLOW_TRACKING_URI": uri})
+        metrics = tmp_path / "runs" / "r" / "metrics.jsonl"
+        deadline = time.time() + 300
+        while not (metrics.exists() and metrics.read_text().count("\n") >= 1):
+            assert run.poll() is None and time.time() < deadline
+            time.sleep(0.05)
+        _kill_group(server)
+        killed_at = time.time()
+        output = run.communicate(timeout=600)[0]
+        assert run.returncode == 0, output
+        assert time.time() - killed_at < 120, "training waited on the dead server"
+        assert "MLflow unavailable" in output and "training.tracking sync" in output
+        assert len(metrics.read_text().splitlines()) == 3  # kept locally
+
+        server = _start_mlflow_server(store, port)
+        synced = run_python(["-m", "training.tracking", "sync", str(tmp_path / "runs" / "r")])
+        assert synced.returncode == 0, synced.stdout + synced.stderr
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(uri)
+        state = json.loads((tmp_path / "runs" / "r" / "mlflow_state.json").read_text())
+        history = client.get_metric_history(state["run_id"], "valid_miou")
+        assert sorted(m.step for m in history) == [0, 1, 2]
+        assert client.get_run(state["run_id"]).info.status == "FINISHED"
+        assert "learning_curves.png" in {a.path for a in client.list_artifacts(state["run_id"])}
+    finally:
+        _kill_group(server)
+
+
+def test_unreachable_tracking_server_never_blocks_long(tmp_path):
+    """Scenario: Tracking server dies mid-run"""
+    from training.tracking import Tracker
+
+    tracker = Tracker(tmp_path, f"http://127.0.0.1:{_free_port()}", "exp", "run")
+    start = time.time()
+    tracker.log_params({"a": 1})
+    for step in range(5):
+        tracker.log_metrics({"loss": 1.0 / (step + 1)}, step)
+    assert time.time() - start < 10
+    assert tracker.pending == 6
+    lines = (tmp_path / "mlflow_journal.jsonl").read_text().splitlines()
+    assert [json.loads(l)["kind"] for l in lines] == ["params"] + ["metrics"] * 5
+
+
+def test_best_model_export_is_checked_and_size_guarded(precomputed, tmp_path, monkeypatch):
+    """Scenario: Best model exported to ONNX"""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = train(_cfg(precomputed / "dataset", tmp_path, epochs=1, overlay_every=0))
+    path = result.onnx_path
+    assert path == tmp_path / "run" / "best_efficientvit_model.onnx" and path.stat().st_size < 300_000
+    import onnx
+
+    onnx.checker.check_model(onnx.load(str(path)))
+    from training.checkpoint import load_checkpoint
+    from training.export import OnnxSizeError, export_onnx, ort_session
+    from training.models import build_model
+
+    model = build_model("tiny")
+    model.load_state_dict(load_checkpoint(tmp_path / "run" / "best.pt")["model"])
+    model.eval()
+    x = np.random.default_rng(0).random((2, 1, 400, 640), dtype=np.float32)
+    (onnx_out,) = ort_session(path).run(None, {"image": x})
+    with torch.no_grad():
+        torch_out = model(torch.from_numpy(x)).numpy()
+    assert np.abs(onnx_out - torch_out).max() <= 1e-4
+    with pytest.raises(OnnxSizeError, match="over the 1,000-byte budget"):
+        export_onnx(model, tmp_path / "too_big.onnx", max_bytes=1000)
+    assert not (tmp_path / "too_big.onnx").exists()
+
+
+def test_torchrun_two_processes_on_cpu(precomputed, tmp_path):
+    """Scenario: DDP under torchrun"""
+    result = run_python(["-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(_free_port()), "training/train_efficientvit_local.py",
+                         "--dataset", str(precomputed / "dataset"), "--epochs", "1", "--batch-size", "2", "--limit", "8",
+                         "--output-dir", str(tmp_path), "--run-name", "ddp", "--no-export-onnx", "--overlay-every", "0"],
+                        env={"OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "x2" in result.stdout  # world size 2
+    rows = (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 1  # rank 0 alone writes
+    assert torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)["world_size"] == 2
+
+
+@pytest.mark.parametrize("cwd", ["root", "training"])
+def test_script_runs_from_the_root_and_from_training(precomputed, tmp_path, cwd):
+    """Scenario: One loop, one config"""
+    script = "training/train_efficientvit_local.py" if cwd == "root" else "train_efficientvit_local.py"
+    result = run_python([script, "--dataset", str(precomputed / "dataset"), "--epochs", "1", "--batch-size", "4", "--limit", "4",
+                         "--output-dir", str(tmp_path), "--run-name", "x", "--overlay-every", "0"], cwd=ROOT if cwd == "root" else ROOT / "training")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert (tmp_path / "x" / "best_efficientvit_model.onnx").exists()
+
+
+def test_config_flags_files_and_unknown_keys(tmp_path):
+    """Scenario: One loop, one config"""
+    import dataclasses
+
+    cfg = parse_config(["--dataset", "d", "--epochs", "3", "--no-augment", "--lr", "0.01"])
+    assert (cfg.dataset, cfg.epochs, cfg.augment, cfg.lr) == ("d", 3, False, 0.01)
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text("epochs: 9\nbatch_size: 2\nscheduler: plateau\n")
+    cfg = parse_config(["--config", str(config_file), "--epochs", "4"])
+    assert (cfg.epochs, cfg.batch_size, cfg.scheduler) == (4, 2, "plateau")  # the flag wins over the file
+    (tmp_path / "bad.json").write_text(json.dumps({"epochs": 1, "learning_rate": 0.1}))
+    with pytest.raises(ValueError, match="unknown config key.*learning_rate"):
+        parse_config(["--config", str(tmp_path / "bad.json")])
+    with pytest.raises(SystemExit):
+        parse_config(["--learning-rate", "0.1"])
+    help_text = subprocess.run([sys.executable, "training/train_efficientvit_local.py", "--help"], cwd=ROOT, capture_output=True, text=True).stdout
+    for field in dataclasses.fields(TrainConfig):
+        assert "--" + field.name.replace("_", "-") in help_text, field.name
+    with pytest.raises(ValueError, match="scheduler"):
+        parse_config(["--scheduler", "linear"])

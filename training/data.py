@@ -1,0 +1,356 @@
+"""Dataset loading for training: sources, schema, tensors and synchronized augmentation.
+
+Sources (`open_split(spec, split)`):
+- a local precompute output (`<dir>/dataset` or `<dir>` holding split folders of parquet shards), read shard
+  by shard with pyarrow (one row group per sample: random access without an Arrow cache copy);
+- a HuggingFace dataset repo id (e.g. `Conner/sddec25-01`), through `datasets.load_dataset`;
+- a raw OpenEDS folder (`<dir>/<split>/images/*.png` + `labels/*.npy`, either Kaggle layout): preprocessing
+  runs at load time with the same functions precompute uses.
+Rows whose `preprocessed` flag is False get gamma + CLAHE at load time; preprocessed rows are used as stored.
+
+Samples are dicts of numpy arrays in their stored dtypes (image/label uint8, maps float32): never the 8x
+int64 upcast of the `datasets` numpy format.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import Dataset
+
+from training import preprocess
+
+HEIGHT, WIDTH = 400, 640
+SPLIT_NAMES = ("train", "validation", "test")
+RAW_LAYOUTS = ("", "openEDS", "openEDS/openEDS")  # Kaggle download, with or without the extra levels
+ARRAY_COLUMNS = {  # name: (shape, numpy dtype)
+    "image": ((HEIGHT, WIDTH), np.uint8),
+    "label": ((HEIGHT, WIDTH), np.uint8),
+    "spatial_weights": ((HEIGHT, WIDTH), np.float32),
+    "dist_map": ((2, HEIGHT, WIDTH), np.float32),
+}
+SCALAR_COLUMNS = ("cx", "cy", "rx", "ry", "angle")
+
+
+def dataset_features():
+    """The HuggingFace schema of the precomputed dataset (as published in Conner/sddec25-01, plus angle/subject)."""
+    from datasets import Array2D, Array3D, Features, Value
+
+    return Features(
+        {
+            "image": Array2D((HEIGHT, WIDTH), "uint8"),
+            "label": Array2D((HEIGHT, WIDTH), "uint8"),
+            "spatial_weights": Array2D((HEIGHT, WIDTH), "float32"),
+            "dist_map": Array3D((2, HEIGHT, WIDTH), "float32"),
+            **{name: Value("float32") for name in SCALAR_COLUMNS},
+            "filename": Value("string"),
+            "subject": Value("string"),
+            "preprocessed": Value("bool"),
+        }
+    )
+
+
+def _nested_list_array(stack: np.ndarray) -> pa.Array:
+    """(N, *dims) numpy -> nested Arrow ListArray (the storage of datasets' ArrayXD) without Python loops."""
+    out: pa.Array = pa.array(np.ascontiguousarray(stack).reshape(-1))
+    for axis in range(stack.ndim - 1, 0, -1):
+        length, count = stack.shape[axis], int(np.prod(stack.shape[:axis]))
+        out = pa.ListArray.from_arrays(pa.array(np.arange(0, (count + 1) * length, length, dtype=np.int32)), out)
+    return out
+
+
+def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """Sample dicts -> an Arrow table with the dataset schema (HF feature metadata included)."""
+    schema = dataset_features().arrow_schema
+    columns = []
+    for field in schema:
+        values = [row[field.name] for row in rows]
+        if field.name in ARRAY_COLUMNS:
+            columns.append(pa.ExtensionArray.from_storage(field.type, _nested_list_array(np.stack(values))))
+        else:
+            columns.append(pa.array(values, type=field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _column_to_numpy(column: pa.ChunkedArray | pa.Array, shape: tuple[int, ...], dtype) -> np.ndarray:
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if isinstance(array, pa.ExtensionArray):
+        array = array.storage
+    for _ in shape:
+        array = array.flatten()
+    return array.to_numpy(zero_copy_only=False).astype(dtype, copy=False).reshape(-1, *shape)
+
+
+def table_to_samples(table: pa.Table) -> list[dict[str, Any]]:
+    """Arrow rows -> sample dicts of numpy arrays in their stored dtypes."""
+    arrays = {name: _column_to_numpy(table.column(name), shape, dtype) for name, (shape, dtype) in ARRAY_COLUMNS.items() if name in table.column_names}
+    samples = []
+    for i in range(table.num_rows):
+        sample = {name: arrays[name][i] for name in arrays}
+        for name in (*SCALAR_COLUMNS, "filename", "subject", "preprocessed"):
+            if name in table.column_names:
+                value = table.column(name)[i].as_py()
+                sample[name] = np.float32(np.nan if value is None else value) if name in SCALAR_COLUMNS else value
+        samples.append(sample)
+    return samples
+
+
+def finish_sample(sample: dict[str, Any]) -> dict[str, Any]:
+    """Applies runtime preprocessing to rows not marked preprocessed (one code path for every source)."""
+    if not sample.get("preprocessed", False):
+        sample = {**sample, "image": preprocess.preprocess_image(sample["image"]), "preprocessed": True}
+    return sample
+
+
+# ----------------------------------------------------------------------------------------------- sources
+class ParquetSplit(Dataset):
+    """Random access over a split folder of parquet shards written by precompute (one row group per row)."""
+
+    def __init__(self, folder: Path, columns: list[str] | None = None) -> None:
+        self.columns = columns  # read only these (None: all)
+        self.files = sorted(folder.glob("*.parquet"))
+        if not self.files:
+            raise FileNotFoundError(f"{folder}: no parquet shards")
+        counts = [pq.ParquetFile(f).metadata.num_rows for f in self.files]
+        self.offsets = np.cumsum([0, *counts]).tolist()
+        self._handles: dict[int, tuple[pq.ParquetFile, list[int]]] = {}
+
+    def __len__(self) -> int:
+        return self.offsets[-1]
+
+    def _handle(self, file_index: int) -> tuple[pq.ParquetFile, list[int]]:
+        if file_index not in self._handles:  # opened lazily, so each DataLoader worker has its own
+            handle = pq.ParquetFile(self.files[file_index])
+            sizes = [handle.metadata.row_group(g).num_rows for g in range(handle.num_row_groups)]
+            self._handles[file_index] = (handle, np.cumsum([0, *sizes]).tolist())
+        return self._handles[file_index]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return finish_sample(self.read_row(index))
+
+    def read_row(self, index: int) -> dict[str, Any]:
+        """The row exactly as stored."""
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        file_index = bisect.bisect_right(self.offsets, index) - 1
+        row = index - self.offsets[file_index]
+        handle, group_offsets = self._handle(file_index)
+        group = bisect.bisect_right(group_offsets, row) - 1
+        table = handle.read_row_group(group, columns=self.columns).slice(row - group_offsets[group], 1)
+        return table_to_samples(table)[0]
+
+    def __getstate__(self):  # file handles do not cross process boundaries
+        return {**self.__dict__, "_handles": {}}
+
+
+class HubSplit(Dataset):
+    """A split of a HuggingFace dataset, rows converted from Arrow (no int64 upcast)."""
+
+    def __init__(self, repo_id: str, split: str) -> None:
+        from datasets import load_dataset
+
+        self.dataset = load_dataset(repo_id, split=split).with_format("arrow")
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return finish_sample(table_to_samples(self.dataset[index : index + 1])[0])
+
+
+def raw_split_dirs(root: Path, split: str) -> tuple[Path, Path] | None:
+    """(images, labels) folders of a raw OpenEDS split under either Kaggle layout, or None."""
+    for layout in RAW_LAYOUTS:
+        base = root / layout / split if layout else root / split
+        if (base / "images").is_dir() and (base / "labels").is_dir():
+            return base / "images", base / "labels"
+    return None
+
+
+class RawSplit(Dataset):
+    """Raw OpenEDS frames, preprocessed at load time. Frames whose pupil mask is empty are skipped (as in
+    precompute); unreadable or malformed files raise an error naming the file."""
+
+    def __init__(self, root: Path, split: str) -> None:
+        dirs = raw_split_dirs(root, split)
+        if dirs is None:
+            raise FileNotFoundError(f"{root}: no {split}/images and {split}/labels folders")
+        images, labels = dirs
+        self.items = []
+        for image_path in sorted(images.glob("*.png")):
+            label_path = labels / f"{image_path.stem}.npy"
+            if label_path.exists() and (np.load(label_path, mmap_mode="r") == preprocess.PUPIL_CLASS).any():
+                self.items.append((image_path, label_path))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image_path, label_path = self.items[index]
+        image, label = read_raw_pair(image_path, label_path)
+        sample = preprocess.preprocess_sample(image, label)
+        return {**sample, "filename": image_path.name, "subject": subject_of(image_path.name)}
+
+
+class BadInput(ValueError):
+    """A raw file that cannot be used; the message names the file and what is wrong."""
+
+
+def read_raw_pair(image_path: Path, label_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Reads and checks one raw frame and its 4-class label; raises BadInput naming the file."""
+    image = cv2.imread(str(image_path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise BadInput(f"{image_path}: not a readable PNG image")
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY if image.shape[2] == 3 else cv2.COLOR_BGRA2GRAY)
+    if image.dtype != np.uint8 or image.shape != (HEIGHT, WIDTH):
+        raise BadInput(f"{image_path}: expected an 8-bit {WIDTH}x{HEIGHT} image, got {image.dtype} shape {image.shape}")
+    try:
+        label = np.load(label_path)
+    except Exception as error:  # noqa: BLE001 - any unreadable file is bad input
+        raise BadInput(f"{label_path}: not a readable .npy label ({error})") from error
+    if label.shape != image.shape:
+        raise BadInput(f"{label_path}: label shape {label.shape} does not match the image {image.shape}")
+    unknown = np.setdiff1d(np.unique(label), np.arange(preprocess.NUM_OPENEDS_CLASSES))
+    if unknown.size:
+        raise BadInput(f"{label_path}: unknown class values {unknown.tolist()} (expected 0-3)")
+    return image, label.astype(np.uint8)
+
+
+def subject_of(filename: str) -> str:
+    """Subject id from a file name (`S012_000034.png` -> `S012`); empty when the name carries none."""
+    head = Path(filename).stem.split("_")[0]
+    return head if len(head) > 1 and head[0] == "S" and head[1:].isdigit() else ""
+
+
+def resolve_source(spec: str) -> tuple[str, Path | str]:
+    """('parquet', dir) | ('raw', dir) | ('hub', repo_id) for a --dataset value."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        for candidate in (path / "dataset", path):
+            if any(candidate.glob("*/*.parquet")):
+                return "parquet", candidate
+        if any(raw_split_dirs(path, split) for split in SPLIT_NAMES):
+            return "raw", path
+        raise FileNotFoundError(f"{path}: neither a precompute output (split folders of parquet shards) nor a raw OpenEDS folder ({{split}}/images, {{split}}/labels)")
+    if path.exists() or spec.startswith((".", "/")):
+        raise FileNotFoundError(f"{spec}: no such dataset folder")
+    return "hub", spec
+
+
+# What the training split needs when augmentation recomputes the label-derived targets anyway: decoding the
+# stored float maps (3 of the 3.5 MB of a row) would be wasted work.
+IMAGE_AND_LABEL = ["image", "label", *SCALAR_COLUMNS, "filename", "subject", "preprocessed"]
+
+
+def open_split(spec: str, split: str, columns: list[str] | None = None) -> Dataset:
+    """A split of any source; `columns` limits what a parquet source decodes (others ignore it)."""
+    kind, location = resolve_source(spec)
+    if kind == "parquet":
+        return ParquetSplit(Path(location) / split, columns)
+    if kind == "raw":
+        return RawSplit(Path(location), split)
+    return HubSplit(str(location), split)
+
+
+# ---------------------------------------------------------------------------------------- augmentation
+@dataclass(frozen=True)
+class AugmentConfig:
+    flip_p: float = 0.5  # horizontal flip
+    affine_p: float = 0.6  # small rotation/scale/translation
+    max_rotation: float = 15.0  # degrees
+    scale_range: tuple[float, float] = (0.8, 1.25)
+    max_shift: float = 0.08  # fraction of width/height
+    photometric_p: float = 0.8  # brightness/contrast/gamma
+    blur_p: float = 0.3
+    noise_p: float = 0.3
+
+
+def augment(sample: dict[str, Any], rng: np.random.Generator, cfg: AugmentConfig = AugmentConfig()) -> dict[str, Any]:
+    """Random augmentation applied identically to image and label; label-derived targets (spatial weights,
+    distance maps, ellipse) are recomputed from the transformed label with the dataset's own functions, so
+    they always agree with it (the original mirrored images but not their distance maps or cx)."""
+    image, label = sample["image"], sample["label"]
+    geometric = False
+    if rng.random() < cfg.flip_p:
+        image, label = image[:, ::-1], label[:, ::-1]
+        geometric = True
+    if rng.random() < cfg.affine_p:
+        height, width = label.shape
+        matrix = cv2.getRotationMatrix2D(
+            (width / 2 + rng.uniform(-1, 1) * cfg.max_shift * width, height / 2 + rng.uniform(-1, 1) * cfg.max_shift * height),
+            rng.uniform(-cfg.max_rotation, cfg.max_rotation),
+            math.exp(rng.uniform(*np.log(cfg.scale_range))),
+        )
+        image = cv2.warpAffine(np.ascontiguousarray(image), matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        label = cv2.warpAffine(np.ascontiguousarray(label), matrix, (width, height), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT_101)
+        geometric = True
+    image = np.ascontiguousarray(image)
+    label = np.ascontiguousarray(label)
+    if rng.random() < cfg.photometric_p:
+        lut = np.arange(256, dtype=np.float32) / 255.0
+        lut = lut ** rng.uniform(0.7, 1.4)
+        lut = (lut - 0.5) * rng.uniform(0.7, 1.3) + 0.5 + rng.uniform(-0.12, 0.12)
+        image = cv2.LUT(image, np.clip(lut * 255.0, 0, 255).astype(np.uint8))
+    if rng.random() < cfg.blur_p:
+        image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.5, 2.0))
+    if rng.random() < cfg.noise_p:
+        noise = np.empty(image.shape, np.float32)
+        cv2.setRNGSeed(int(rng.integers(2**31)))  # OpenCV's generator is ~4x faster than numpy's; seeded per sample
+        cv2.randn(noise, 0.0, float(rng.uniform(2, 8)))
+        image = np.clip(image.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+    out = {**sample, "image": image, "label": label}
+    if geometric or "dist_map" not in sample:  # targets follow the final label (also when not read at all)
+        out.update(preprocess.label_targets(label))
+    return out
+
+
+class TrainingDataset(Dataset):
+    """Wraps a split: optional augmentation seeded by (seed, epoch, index), so that any worker layout and a
+    resumed run see the same samples; returns tensors in compact dtypes (image/label uint8)."""
+
+    def __init__(self, source: Dataset, augment_cfg: AugmentConfig | None = None, seed: int = 0, limit: int = 0) -> None:
+        self.source = source
+        self.augment_cfg = augment_cfg
+        self.seed = seed
+        self.epoch = 0
+        self.length = min(len(source), limit) if limit else len(source)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        sample = self.source[index]
+        if self.augment_cfg is not None:
+            sample = augment(sample, np.random.default_rng([self.seed, self.epoch, index]), self.augment_cfg)
+        return to_tensors(sample)
+
+
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    """Zero-copy where possible; arrays read from Arrow are read-only and get copied once."""
+    return torch.from_numpy(np.require(array, requirements=["C", "W"]))
+
+
+def to_tensors(sample: dict[str, Any]) -> dict[str, torch.Tensor]:
+    ellipse = np.array([sample[name] for name in ("cx", "cy", "rx", "ry")], np.float32)
+    angle = np.float32(sample.get("angle", np.nan))
+    return {
+        "image": _tensor(sample["image"])[None],  # (1, H, W) uint8
+        "label": _tensor(sample["label"]),  # (H, W) uint8
+        "spatial_weights": _tensor(sample["spatial_weights"]),  # (H, W) float32
+        "dist_map": _tensor(sample["dist_map"]),  # (2, H, W) float32
+        "ellipse": torch.from_numpy(ellipse),  # (4,) normalized cx, cy, rx, ry
+        "angle": torch.tensor(angle),  # degrees
+    }
