@@ -23,7 +23,7 @@ test: setup
 	$(PY) -m pytest
 
 bench: setup
-	$(PY) benchmarks/latency.py
+	$(PY) benchmarks/bench.py
 
 clean:
 	rm -rf demo_output .pytest_cache .hypothesis

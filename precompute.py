@@ -410,7 +410,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")  # root stays at WARNING: third-party INFO stays quiet
+    log.setLevel(logging.INFO)
     start = time.perf_counter()
     try:
         if not args.skip_download and raw_split_dirs(args.output_dir, "train") is None:

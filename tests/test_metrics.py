@@ -101,3 +101,13 @@ def test_center_uses_the_largest_region():
     mask[10:13, 10:13] = 1  # speck
     mask[50:70, 40:60] = 1  # pupil
     assert pupil_center(mask) == pytest.approx((49.5, 59.5), abs=0.6)
+
+
+def test_predict_classes_equals_argmax_including_ties():
+    from training.metrics import predict_classes
+
+    logits = torch.randn(2, 2, 5, 7)
+    logits[0, :, 0, 0] = 0.5  # a tie goes to class 0, as with argmax
+    assert torch.equal(predict_classes(logits), logits.argmax(dim=1))
+    three = torch.randn(1, 3, 4, 4)
+    assert torch.equal(predict_classes(three), three.argmax(dim=1))

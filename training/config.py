@@ -34,6 +34,7 @@ class TrainConfig:
     scheduler: str = "cosine"  # cosine (with linear warmup) | plateau (ReduceLROnPlateau on valid mIoU)
     warmup_epochs: int = 1  # linear warmup length for the cosine schedule
     grad_clip: float = 1.0  # max gradient norm (0: off)
+    freeze_bn: bool = False  # BatchNorm uses running statistics (fine-tuning, tiny per-GPU batches, exact CPU DDP)
     early_stopping_patience: int = 10  # stop after this many epochs without a better valid metric (0: off)
     alpha_start: float = 1.0  # Dice weight at epoch 0; the surface loss gets 1 - alpha
     alpha_end: float = 0.2  # Dice weight after alpha_decay_epochs (linear decay, as in RITnet)

@@ -105,9 +105,12 @@ def table_to_samples(table: pa.Table) -> list[dict[str, Any]]:
 
 
 def finish_sample(sample: dict[str, Any]) -> dict[str, Any]:
-    """Applies runtime preprocessing to rows not marked preprocessed (one code path for every source)."""
+    """Applies runtime preprocessing to rows not marked preprocessed, and fits the pupil ellipse of rows that
+    lack ellipse columns (one code path for every source)."""
     if not sample.get("preprocessed", False):
         sample = {**sample, "image": preprocess.preprocess_image(sample["image"]), "preprocessed": True}
+    if "label" in sample and any(name not in sample for name in SCALAR_COLUMNS):
+        sample = {**sample, **preprocess.ellipse_columns(sample["label"])}
     return sample
 
 

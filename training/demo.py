@@ -1,6 +1,6 @@
 """The main job behind `make demo`: synthetic OpenEDS -> precompute -> train -> ONNX, on this machine.
 
-    python -m training.demo [--output-dir demo_output] [--num-images 480] [--epochs 12]
+    python -m training.demo [--output-dir demo_output] [--num-images 480] [--epochs 24] [--model-variant small]
 
 1. writes OpenEDS-like synthetic frames in the Kaggle layout (training.synthetic),
 2. precomputes them exactly as a real download (precompute.py --skip-download --no-push),
@@ -24,8 +24,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", default="demo_output", type=Path)
     parser.add_argument("--num-images", type=int, default=480)
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model-variant", default="small", help="small trains as fast as tiny on a CPU and reaches 0.9 pupil IoU in the time budget")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     out = args.output_dir.resolve()
@@ -40,8 +41,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("precompute failed")
 
     print("[3/3] train", flush=True)
-    cfg = TrainConfig(dataset=str(raw / "dataset"), epochs=args.epochs, batch_size=8, output_dir=str(out / "runs"), seed=args.seed,
-                      run_name=f"demo-{time.strftime('%Y%m%d-%H%M%S')}", overlay_every=3, num_workers=1, early_stopping_patience=0)
+    cfg = TrainConfig(dataset=str(raw / "dataset"), epochs=args.epochs, batch_size=8, model_variant=args.model_variant, output_dir=str(out / "runs"), seed=args.seed,
+                      run_name=f"demo-{time.strftime('%Y%m%d-%H%M%S')}", overlay_every=6, num_workers=0, early_stopping_patience=0)
     result = train(cfg)
     last = result.history[-1] if result.history else {}
     onnx_note = f"{result.onnx_path} ({result.onnx_path.stat().st_size / 1024:.0f} KB)" if result.onnx_path else "not exported"

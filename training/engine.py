@@ -22,7 +22,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from training.checkpoint import find_resume_checkpoint, load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state, state_dict_cpu, unwrap
 from training.config import TrainConfig
 from training.data import IMAGE_AND_LABEL, AugmentConfig, TrainingDataset, open_split, resolve_source
-from training.export import OnnxSizeError, export_onnx
+from training.export import OnnxSizeError, atomic_write_bytes, export_onnx
 from training.losses import alpha_schedule
 from training.models import count_parameters
 from training.tasks import Task, get_task
@@ -121,6 +121,10 @@ def train_one_epoch(model, loader, task: Task, optimizer, scheduler, scaler, alp
     from tqdm import tqdm
 
     model.train()
+    if cfg.freeze_bn:
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
     meter = task.new_meter()
     sums: dict[str, float] = {}
     samples = 0
@@ -211,7 +215,9 @@ class TrainResult:
     mlflow_run_id: str | None
 
 
-def train(cfg: TrainConfig) -> TrainResult:
+def train(cfg: TrainConfig, on_checkpoint: Callable[[Path], None] | None = None) -> TrainResult:
+    """Runs (or resumes) one training run. on_checkpoint(path), if given, is called on rank 0 after every
+    checkpoint is written (the Modal app commits its volume there)."""
     cfg.validate()
     task = get_task(cfg.task)
     if cfg.model_variant not in task.variants:
@@ -221,6 +227,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     run_dir, run_name = resolve_run_dir(cfg, task)
     resume_path = find_resume_checkpoint(cfg.resume, run_dir)
     checkpoint = load_checkpoint(resume_path) if resume_path else None
+    if checkpoint is None and (run_dir / "last.pt").exists():
+        raise FileExistsError(f"{run_dir} already holds a run: pass --resume auto to continue it, or choose another --run-name")
 
     # data
     train_source = open_split(cfg.dataset, "train", columns=IMAGE_AND_LABEL if cfg.augment else None)
@@ -253,6 +261,8 @@ def train(cfg: TrainConfig) -> TrainResult:
         start_epoch, best_metric, best_epoch, stale_epochs = checkpoint["epoch"] + 1, checkpoint["best_metric"], checkpoint["best_epoch"], checkpoint["stale_epochs"]
         set_rng_state(checkpoint["rng"][min(runtime.rank, len(checkpoint["rng"]) - 1)])
     if runtime.distributed:
+        if runtime.device.type == "cuda" and not cfg.freeze_bn:  # batch statistics over all GPUs (CUDA only)
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
 
     # outputs (rank 0)
@@ -261,7 +271,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     onnx_path = run_dir / task.onnx_name
     if runtime.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        atomic_write_bytes(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2).encode())
         history = _read_history(run_dir / "metrics.jsonl", before_epoch=start_epoch)
         _write_history(run_dir / "metrics.jsonl", history)
         tracker = Tracker(run_dir, default_tracking_uri(cfg.output_dir), cfg.experiment_name, run_name, artifact_root=Path(cfg.output_dir) / "mlruns")
@@ -320,6 +330,8 @@ def train(cfg: TrainConfig) -> TrainResult:
         rngs = _gather_rng_states(runtime)
         if runtime.is_main:
             save_checkpoint(run_dir / "last.pt", _checkpoint_state(model, optimizer, scheduler, scaler, epoch, best_metric, best_epoch, stale_epochs, cfg, runtime, rngs))
+            if on_checkpoint is not None:
+                on_checkpoint(run_dir / "last.pt")
         if runtime.distributed:
             dist.barrier()
         if stop.item():
@@ -389,8 +401,6 @@ def _read_history(path: Path, before_epoch: int) -> list[dict[str, float]]:
 
 
 def _write_history(path: Path, rows: list[dict[str, float]]) -> None:
-    from training.export import atomic_write_bytes
-
     atomic_write_bytes(path, "".join(json.dumps(row) + "\n" for row in rows).encode())
 
 

@@ -71,13 +71,13 @@ def export_onnx(
     input_shape: tuple[int, ...] = (1, 1, 400, 640),
     output_names: tuple[str, ...] = (OUTPUT_NAME,),
     max_bytes: int = MAX_ONNX_BYTES,
-    atol: float = 1e-4,
+    tolerance: float = 1e-4,
 ) -> Path:
     """Exports `model` to one self-contained ONNX file at `path`, atomically, and verifies it.
 
     A fused copy is exported (the model passed in is not modified), debug metadata is stripped, the file is
-    validated with `onnx.checker`, ONNX Runtime is compared with torch (max abs difference <= atol, batch of
-    2 to exercise the dynamic axis), and OnnxSizeError is raised if the file reaches max_bytes.
+    validated with `onnx.checker`, ONNX Runtime is compared with torch (within tolerance x the output scale,
+    batch of 2 to exercise the dynamic axis), and OnnxSizeError is raised if the file reaches max_bytes.
     """
     import copy
 
@@ -91,23 +91,39 @@ def export_onnx(
     onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
     if len(data) >= max_bytes:
         raise OnnxSizeError(f"{path}: exported ONNX is {len(data):,} bytes, over the {max_bytes:,}-byte budget")
-    check_parity(deployable, data, input_shape, atol)
+    check_parity(deployable, data, input_shape, tolerance)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, data)
     return path
 
 
-def check_parity(model: nn.Module, onnx_bytes: bytes, input_shape: tuple[int, ...], atol: float = 1e-4) -> float:
-    """Runs torch and ONNX Runtime on the same random batch of 2; raises if any output differs by more than atol."""
+def parity_bound(reference: np.ndarray, tolerance: float = 1e-4) -> float:
+    """The allowed |ONNX - torch| for an output: tolerance x its scale (max |value|, at least 1)."""
+    return tolerance * max(1.0, float(np.abs(reference).max()))
+
+
+def check_parity(model: nn.Module, onnx_bytes: bytes, input_shape: tuple[int, ...], tolerance: float = 1e-4) -> float:
+    """Runs torch and ONNX Runtime on the same random batch of 2; raises unless every output element is within
+    tolerance x the output's scale (max |value|, at least 1). Returns the largest absolute difference.
+
+    Scale-relative because a trained model's logits reach +-20 and a logit near 0 is often the sum of two large
+    terms (coarse head + stride-2 skip): float32 re-association (Conv-BN folding alone, or ONNX Runtime's fused
+    kernels) moves it by ~2e-4, which is 1e-5 of the output's range and ~6e-5 in pupil probability.
+    """
     generator = torch.Generator().manual_seed(0)
     example = torch.rand((2, *input_shape[1:]), generator=generator)
     with torch.no_grad():
         expected = model(example)
     expected = expected if isinstance(expected, (tuple, list)) else (expected,)
     actual = ort_session(onnx_bytes).run(None, {INPUT_NAME: example.numpy()})
-    worst = max(float(np.abs(e.numpy() - a).max()) for e, a in zip(expected, actual))
-    if worst > atol:
-        raise AssertionError(f"ONNX Runtime differs from torch by {worst:.2e} (> {atol:.0e})")
+    worst = 0.0
+    for reference, result in zip(expected, actual):
+        reference = reference.numpy()
+        difference = float(np.abs(reference - result).max())
+        worst = max(worst, difference)
+        if difference > parity_bound(reference, tolerance):
+            raise AssertionError(f"ONNX Runtime differs from torch by {difference:.2e}, over {parity_bound(reference, tolerance):.2e} "
+                                 f"({tolerance:.0e} x the output scale {np.abs(reference).max():.3g})")
     return worst
 
 
@@ -144,7 +160,7 @@ class _quiet_exporter:
     """Silences torch.onnx's progress logging (it prints several lines per export)."""
 
     def __enter__(self):
-        self._loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+        self._loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "onnx_ir")]
         self._levels = [logger.level for logger in self._loggers]
         for logger in self._loggers:
             logger.setLevel(logging.ERROR)

@@ -76,3 +76,27 @@ class CombinedLoss(nn.Module):
         surface = surface_loss(logits, target, dist_map)
         total = ce + alpha * dice + (1.0 - alpha) * surface
         return {"loss": total, "ce": ce, "dice": dice, "surface": surface}
+
+
+# ------------------------------------------------------------------------------------ ellipse regression
+ELLIPSE_PIXEL_SCALE = 640.0 / 10.0  # loss unit: 10 px, so SmoothL1 is quadratic within 10 px and linear beyond
+
+
+def ellipse_loss(pred: torch.Tensor, target: torch.Tensor, angle_weight: torch.Tensor, valid: torch.Tensor) -> dict[str, torch.Tensor]:
+    """SmoothL1 on centre and semi-axes (in 10-px units) + an angle term 1 - cos(2 dtheta), weighted per sample.
+
+    pred, target: (B, 6) = cx, cy, major, minor, sin 2t, cos 2t (cx and axes / width, cy / height);
+    angle_weight: (B,) in [0, 1] (0 for circles, whose angle is arbitrary); valid: (B,) bool (samples without a
+    pupil contribute nothing). Returns loss, center, axes and angle terms.
+    """
+    pred, target = pred.float(), target.float()
+    if not bool(valid.any()):
+        zero = pred.sum() * 0.0
+        return {"loss": zero, "center": zero, "axes": zero, "angle": zero}
+    pred, target, angle_weight = pred[valid], target[valid], angle_weight[valid]
+    scale = torch.tensor([ELLIPSE_PIXEL_SCALE, ELLIPSE_PIXEL_SCALE * 400.0 / 640.0, ELLIPSE_PIXEL_SCALE, ELLIPSE_PIXEL_SCALE], device=pred.device)
+    center = F.smooth_l1_loss(pred[:, :2] * scale[:2], target[:, :2] * scale[:2])
+    axes = F.smooth_l1_loss(pred[:, 2:4] * scale[2:], target[:, 2:4] * scale[2:])
+    cosine = (pred[:, 4:6] * target[:, 4:6]).sum(dim=1)
+    angle = (angle_weight * (1.0 - cosine)).mean()
+    return {"loss": center + axes + angle, "center": center, "axes": axes, "angle": angle}

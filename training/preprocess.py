@@ -145,20 +145,18 @@ def distance_maps(mask: np.ndarray) -> np.ndarray:
     return maps
 
 
-def label_targets(mask: np.ndarray) -> dict[str, np.ndarray | float]:
-    """Everything derived from a binary pupil mask: weights, distance maps, normalized ellipse (NaN when empty)."""
+def ellipse_columns(mask: np.ndarray) -> dict[str, np.float32]:
+    """The dataset's ellipse columns for a binary mask: cx, cy, rx, ry normalized, angle in degrees (NaN if empty)."""
     height, width = mask.shape
     ellipse = fit_ellipse(mask)
     cx, cy, rx, ry = ellipse.normalized(height, width) if ellipse else (np.nan,) * 4
-    return {
-        "spatial_weights": spatial_weights(mask),
-        "dist_map": distance_maps(mask),
-        "cx": np.float32(cx),
-        "cy": np.float32(cy),
-        "rx": np.float32(rx),
-        "ry": np.float32(ry),
-        "angle": np.float32(ellipse.angle if ellipse else np.nan),
-    }
+    angle = ellipse.angle if ellipse else np.nan
+    return {"cx": np.float32(cx), "cy": np.float32(cy), "rx": np.float32(rx), "ry": np.float32(ry), "angle": np.float32(angle)}
+
+
+def label_targets(mask: np.ndarray) -> dict[str, np.ndarray | float]:
+    """Everything derived from a binary pupil mask: weights, distance maps, normalized ellipse (NaN when empty)."""
+    return {"spatial_weights": spatial_weights(mask), "dist_map": distance_maps(mask), **ellipse_columns(mask)}
 
 
 def preprocess_sample(image: np.ndarray, label: np.ndarray) -> dict[str, np.ndarray | float]:
@@ -176,3 +174,52 @@ def _as_gray_uint8(image: np.ndarray) -> np.ndarray:
     if image.ndim != 2:
         raise ValueError(f"expected a 2-D grayscale image, got shape {image.shape}")
     return np.ascontiguousarray(image)
+
+
+# ------------------------------------------------------------------------------------------- inference
+@dataclass(frozen=True)
+class Letterbox:
+    """How a frame was fitted into the model input: scale, then padding at the right and bottom."""
+
+    height: int  # original frame
+    width: int
+    scale: float
+    input_height: int  # model input
+    input_width: int
+
+
+def letterbox(image: np.ndarray, input_height: int = 400, input_width: int = 640) -> tuple[np.ndarray, Letterbox]:
+    """Resizes (aspect kept) and pads a uint8 frame to the model input; edge pixels are replicated into the pad."""
+    height, width = image.shape[:2]
+    scale = min(input_height / height, input_width / width)
+    new_h, new_w = min(input_height, max(1, round(height * scale))), min(input_width, max(1, round(width * scale)))
+    resized = image if (new_h, new_w) == (height, width) else cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    padded = cv2.copyMakeBorder(resized, 0, input_height - new_h, 0, input_width - new_w, cv2.BORDER_REPLICATE)
+    return padded, Letterbox(height, width, scale, input_height, input_width)
+
+
+def unletterbox(plane: np.ndarray, box: Letterbox) -> np.ndarray:
+    """Maps a model-resolution float plane (e.g. pupil probability) back onto the original frame."""
+    new_h, new_w = min(box.input_height, max(1, round(box.height * box.scale))), min(box.input_width, max(1, round(box.width * box.scale)))
+    crop = np.ascontiguousarray(plane[:new_h, :new_w])
+    if (new_h, new_w) == (box.height, box.width):
+        return crop
+    return cv2.resize(crop, (box.width, box.height), interpolation=cv2.INTER_LINEAR)
+
+
+def prepare_frame(frame: np.ndarray, input_height: int = 400, input_width: int = 640, preprocessed: bool = False) -> tuple[np.ndarray, Letterbox]:
+    """Any raw frame (gray or BGR uint8) -> model input float32 (1, 1, H, W) and its letterbox.
+
+    The dataset's image transform (gamma + CLAHE) runs at the frame's own size, then the frame is letterboxed:
+    the same code path for evaluate and predict as for precompute and training.
+    """
+    image = _as_gray_uint8(frame)
+    if not preprocessed:
+        image = preprocess_image(image)
+    boxed, box = letterbox(image, input_height, input_width)
+    return to_model_input(boxed), box
+
+
+def pupil_probability(logits: np.ndarray) -> np.ndarray:
+    """(B, 2, H, W) logits -> (B, H, W) pupil probability (softmax of the two classes)."""
+    return 1.0 / (1.0 + np.exp(np.clip(logits[:, 0] - logits[:, 1], -60, 60)))

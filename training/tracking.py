@@ -243,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     sync_parser.add_argument("run_dirs", nargs="+")
     sync_parser.add_argument("--tracking-uri", help="override the URI recorded for the run")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.INFO)
     left = 0
     for run_dir in args.run_dirs:
         pending = sync(run_dir, args.tracking_uri)

@@ -1,0 +1,61 @@
+"""CPU training throughput at batch 8, 400x640, beside a plain conv baseline timed in the same run.
+
+    python benchmarks/train_speed.py [--steps 5] [--batch-size 8]
+
+One step = forward, the combined loss, backward, AdamW step and the split-metric update, as in the engine.
+Figures are images/s and ratios to the baseline (this machine is noisy; ratios travel better).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from latency import PlainConvBaseline  # sibling script: benchmarks/ is sys.path[0] when run as a script
+
+from training.models import VARIANTS, build_model
+from training.tasks import SEGMENTATION
+
+
+def images_per_second(model: torch.nn.Module, batch_size: int, steps: int) -> float:
+    torch.manual_seed(0)
+    optimizer = torch.optim.AdamW(model.parameters(), 1e-3)
+    batch = {
+        "image": torch.rand(batch_size, 1, 400, 640),
+        "label": (torch.rand(batch_size, 400, 640) > 0.99).to(torch.uint8),
+        "spatial_weights": torch.zeros(batch_size, 400, 640),
+        "dist_map": torch.rand(batch_size, 2, 400, 640) - 0.5,
+    }
+    meter = SEGMENTATION.new_meter()
+
+    def step() -> None:
+        logits = model(batch["image"])
+        loss = SEGMENTATION.compute_loss(logits, batch, 0.5)["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        meter.update(logits.detach(), batch)
+
+    step()  # warm-up
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch_size / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args()
+    baseline = images_per_second(PlainConvBaseline(), args.batch_size, args.steps)
+    print(f"{'model':22s} {'train img/s':>12s} {'x baseline':>10s}   (batch {args.batch_size}, 400x640, {torch.get_num_threads()} threads)")
+    print(f"{'plain-conv-baseline':22s} {baseline:12.1f} {1.0:10.2f}")
+    for name in VARIANTS:
+        rate = images_per_second(build_model(name), args.batch_size, args.steps)
+        print(f"{name:22s} {rate:12.1f} {rate / baseline:10.2f}")
+
+
+if __name__ == "__main__":
+    main()

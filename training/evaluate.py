@@ -1,0 +1,287 @@
+"""Evaluate a segmentation model on a split or a folder, and write the numbers a user asks for.
+
+    python -m training.evaluate --model best_efficientvit_model.onnx --data D --output-dir eval/
+    python -m training.evaluate --model runs/x/best.pt --data D/dataset --split test --output-dir eval/
+    python -m training.evaluate --model m.onnx --data my_frames/ --output-dir eval/   # images/*.png + masks/*.png
+    python -m training.evaluate --model m.onnx --data D --output-dir eval/ --mlflow-run-id RUN_ID
+
+--data: a precompute output, a raw OpenEDS folder, or a plain folder with images/*.png and masks/*.png of the
+same names (pupil = 255, anything else 0). Frames of another size are letterboxed to the model input and the
+predictions mapped back. Writes report.json and report.md (pupil IoU mean/median, mIoU, Dice, pixel accuracy,
+precision, recall, centre error median/p95 from an ellipse fitted to the predicted mask, detection rate within
+5 px, ONNX Runtime latency at 1 and all threads), confusion_matrix.png, per_image.csv and worst/*.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import cv2
+import numpy as np
+
+from training import preprocess
+from training.data import raw_split_dirs, read_raw_pair, resolve_source
+from training.metrics import SegmentationMeter, binary_iou, center_error, center_statistics, scores_from_confusion
+
+
+# -------------------------------------------------------------------------------------------- models
+@dataclass
+class Predictor:
+    """A loaded model: run(batch float32 (B, 1, H, W)) -> logits (B, 2, H, W); onnx_bytes for latency."""
+
+    run: Callable[[np.ndarray], np.ndarray]
+    input_height: int
+    input_width: int
+    onnx_bytes: bytes
+    source: str
+
+
+def load_predictor(path: str | os.PathLike, threads: int = 0) -> Predictor:
+    """An .onnx file (ONNX Runtime) or a .pt checkpoint / state_dict (rebuilt, exported to ONNX in memory)."""
+    from training.export import ort_session
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such model file")
+    if path.suffix == ".onnx":
+        data = path.read_bytes()
+    elif path.suffix in {".pt", ".pth"}:
+        data = _onnx_from_checkpoint(path)
+    else:
+        raise ValueError(f"{path}: expected an .onnx model or a .pt checkpoint")
+    session = ort_session(data, threads)
+    shape = session.get_inputs()[0].shape
+    height, width = (shape[2], shape[3]) if all(isinstance(s, int) for s in shape[2:]) else (400, 640)
+    name = session.get_inputs()[0].name
+    return Predictor(lambda batch: session.run(None, {name: batch})[0], height, width, data, str(path))
+
+
+def _onnx_from_checkpoint(path: Path) -> bytes:
+    import torch
+
+    from training.export import export_bytes, strip_debug_metadata
+    from training.models import build_model
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    weights = state.get("model", state)
+    variant = state.get("config", {}).get("model_variant", "tiny") if "model" in state else _guess_variant(weights)
+    model = build_model(variant)
+    model.load_state_dict(weights)
+    return strip_debug_metadata(export_bytes(model.eval().fuse()))
+
+
+def _guess_variant(weights: dict) -> str:
+    from training.models import VARIANTS, build_model
+
+    for name in VARIANTS:
+        if {k: tuple(v.shape) for k, v in build_model(name).state_dict().items()} == {k: tuple(v.shape) for k, v in weights.items()}:
+            return name
+    raise ValueError("state_dict matches no known model variant; pass a checkpoint with its config")
+
+
+# ---------------------------------------------------------------------------------------------- data
+@dataclass
+class Frame:
+    name: str
+    image: np.ndarray  # uint8 (H, W), raw unless preprocessed
+    mask: np.ndarray  # uint8 (H, W), pupil = 1
+    preprocessed: bool
+
+
+def iter_frames(source: str | os.PathLike, split: str = "validation", limit: int = 0) -> Iterator[Frame]:
+    """Frames with pupil masks from a precompute output, a raw OpenEDS folder or an images/ + masks/ folder."""
+    root = Path(source)
+    count = 0
+    for frame in _frames(root, split):
+        if limit and count >= limit:
+            return
+        count += 1
+        yield frame
+
+
+def _frames(root: Path, split: str) -> Iterator[Frame]:
+    if (root / "images").is_dir() and (root / "masks").is_dir():
+        for image_path in sorted(root / "images" / p for p in os.listdir(root / "images") if p.lower().endswith(".png")):
+            mask_path = root / "masks" / image_path.name
+            image = cv2.imread(str(image_path), cv2.IMREAD_GRAYSCALE)
+            mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
+            if image is None:
+                raise ValueError(f"{image_path}: not a readable image")
+            if mask is None:
+                raise ValueError(f"{mask_path}: missing or unreadable mask for {image_path.name}")
+            if mask.shape != image.shape:
+                raise ValueError(f"{mask_path}: mask shape {mask.shape} does not match the image {image.shape}")
+            yield Frame(image_path.name, image, (mask > 127).astype(np.uint8), False)
+        return
+    kind, location = resolve_source(str(root))
+    if kind == "parquet":
+        from training.data import ParquetSplit
+
+        dataset = ParquetSplit(Path(location) / split, columns=["image", "label", "filename", "preprocessed"])
+        for index in range(len(dataset)):
+            row = dataset.read_row(index)
+            yield Frame(row["filename"], row["image"], row["label"], bool(row["preprocessed"]))
+    elif kind == "raw":
+        images_dir, labels_dir = raw_split_dirs(Path(location), split)
+        for image_path in sorted(images_dir.glob("*.png")):
+            image, label = read_raw_pair(image_path, labels_dir / f"{image_path.stem}.npy")
+            yield Frame(image_path.name, image, preprocess.binarize(label), False)
+    else:
+        raise FileNotFoundError(f"{root}: evaluate reads local folders (precompute output, raw OpenEDS, images/ + masks/)")
+
+
+# ------------------------------------------------------------------------------------------ evaluate
+def predict_frame(predictor: Predictor, frame: np.ndarray, preprocessed: bool = False) -> np.ndarray:
+    """Pupil probability (H, W) on the frame's own grid."""
+    batch, box = preprocess.prepare_frame(frame, predictor.input_height, predictor.input_width, preprocessed)
+    probability = preprocess.pupil_probability(predictor.run(batch))[0]
+    return preprocess.unletterbox(probability, box)
+
+
+def latency_ms(onnx_bytes: bytes, threads: int, height: int = 400, width: int = 640, repeats: int = 30) -> float:
+    from training.export import ort_session
+
+    session = ort_session(onnx_bytes, threads)
+    name = session.get_inputs()[0].name
+    frame = np.random.default_rng(0).random((1, 1, height, width), dtype=np.float32)
+    for _ in range(3):
+        session.run(None, {name: frame})
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(None, {name: frame})
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def evaluate_model(model: str | os.PathLike, data: str | os.PathLike, output_dir: str | os.PathLike, split: str = "validation",
+                   worst_k: int = 6, limit: int = 0, timing: bool = True) -> dict[str, Any]:
+    output_dir = Path(output_dir)
+    (output_dir / "worst").mkdir(parents=True, exist_ok=True)
+    predictor = load_predictor(model)
+    meter = SegmentationMeter()
+    rows, keep = [], []
+    for frame in iter_frames(data, split, limit):
+        probability = predict_frame(predictor, frame.image, frame.preprocessed)
+        predicted = (probability > 0.5).astype(np.uint8)
+        meter.update(predicted, frame.mask)
+        error = center_error(predicted, frame.mask)
+        rows.append({"filename": frame.name, "pupil_iou": binary_iou(predicted, frame.mask), "center_error_px": error,
+                     "label_pixels": int(frame.mask.sum()), "predicted_pixels": int(predicted.sum())})
+        keep.append((rows[-1]["pupil_iou"], frame.name, frame.image, frame.mask, predicted))
+        keep = sorted(keep, key=lambda item: item[0])[:worst_k]  # only the k worst frames stay in memory
+    if not rows:
+        raise ValueError(f"{data}: no frames found for split {split!r}")
+    scores = scores_from_confusion(meter.matrix)
+    ious = np.array([row["pupil_iou"] for row in rows])
+    report: dict[str, Any] = {
+        "model": str(model), "data": str(data), "split": split, "frames": len(rows),
+        "pupil_iou_mean": float(ious.mean()), "pupil_iou_median": float(np.median(ious)), "pupil_iou_split": scores["pupil_iou"],
+        "miou": scores["miou"], "dice": scores["dice"], "pixel_accuracy": scores["pixel_accuracy"],
+        "precision": scores["precision"], "recall": scores["recall"],
+        **center_statistics([row["center_error_px"] for row in rows]),
+        "confusion_matrix": meter.matrix.tolist(),
+        "onnx_bytes": len(predictor.onnx_bytes),
+    }
+    if timing:
+        report["latency_ms_1_thread"] = latency_ms(predictor.onnx_bytes, 1, predictor.input_height, predictor.input_width)
+        report["latency_ms_all_threads"] = latency_ms(predictor.onnx_bytes, 0, predictor.input_height, predictor.input_width)
+        report["threads_all"] = os.cpu_count()
+    _write_outputs(report, rows, keep, output_dir)
+    return report
+
+
+def _write_outputs(report: dict[str, Any], rows: list[dict], worst: list, output_dir: Path) -> None:
+    with open(output_dir / "per_image.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    for rank, (iou, name, image, mask, predicted) in enumerate(worst, 1):
+        tile = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        for binary, color in ((mask, (0, 0, 255)), (predicted, (0, 255, 0))):
+            contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+            cv2.drawContours(tile, contours, -1, color, 1)
+        cv2.putText(tile, f"{name} IoU {iou:.3f}", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.imwrite(str(output_dir / "worst" / f"{rank:02d}_{Path(name).stem}.png"), tile)
+    _confusion_png(np.array(report["confusion_matrix"]), output_dir / "confusion_matrix.png")
+    (output_dir / "report.json").write_text(json.dumps(report, indent=2))
+    (output_dir / "report.md").write_text(_markdown(report))
+
+
+def _confusion_png(matrix: np.ndarray, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    normalized = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    figure, axis = plt.subplots(figsize=(4, 3.6))
+    axis.imshow(normalized, cmap="Blues", vmin=0, vmax=1)
+    labels = ["background", "pupil"]
+    axis.set_xticks([0, 1], labels), axis.set_yticks([0, 1], labels)
+    axis.set_xlabel("predicted"), axis.set_ylabel("label")
+    for i in range(2):
+        for j in range(2):
+            axis.text(j, i, f"{normalized[i, j]:.3f}\n({matrix[i, j]:,})", ha="center", va="center", color="black" if normalized[i, j] < 0.6 else "white", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    lines = [f"# Evaluation of `{Path(report['model']).name}`", "", f"Data: `{report['data']}` (split {report['split']}, {report['frames']} frames)", "",
+             "| metric | value |", "|---|---|"]
+    keys = ["pupil_iou_mean", "pupil_iou_median", "pupil_iou_split", "miou", "dice", "pixel_accuracy", "precision", "recall",
+            "center_error_median", "center_error_p95", "detection_rate", "latency_ms_1_thread", "latency_ms_all_threads", "onnx_bytes"]
+    for key in keys:
+        if key in report:
+            value = report[key]
+            lines.append(f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
+    lines += ["", "Centre errors use the centre of an ellipse fitted to the largest predicted region; a frame with no",
+              "predicted pupil counts as a miss (infinite error). Detection rate: share of frames within 5 px.",
+              "", "![confusion matrix](confusion_matrix.png)", ""]
+    return "\n".join(lines)
+
+
+def log_to_mlflow(report: dict[str, Any], output_dir: Path, run_id: str, tracking_uri: str | None = None) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
+    metrics = {f"eval_{k}": float(v) for k, v in report.items() if isinstance(v, (int, float)) and np.isfinite(v)}
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
+    client.log_artifacts(run_id, str(output_dir), "evaluation")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help=".onnx model or .pt checkpoint")
+    parser.add_argument("--data", required=True, help="precompute output, raw OpenEDS folder, or images/ + masks/ folder")
+    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--split", default="validation")
+    parser.add_argument("--worst-k", type=int, default=6)
+    parser.add_argument("--limit", type=int, default=0)
+    parser.add_argument("--mlflow-run-id", help="log the report into this existing MLflow run")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI)")
+    args = parser.parse_args(argv)
+    report = evaluate_model(args.model, args.data, args.output_dir, args.split, args.worst_k, args.limit)
+    if args.mlflow_run_id:
+        log_to_mlflow(report, Path(args.output_dir), args.mlflow_run_id, args.tracking_uri)
+    print(f"pupil IoU mean {report['pupil_iou_mean']:.4f} median {report['pupil_iou_median']:.4f} | mIoU {report['miou']:.4f} | "
+          f"centre error median {report['center_error_median']:.2f} px, detection@5px {report['detection_rate']:.3f} | "
+          f"latency {report.get('latency_ms_1_thread', float('nan')):.2f} ms (1 thread) -> {Path(args.output_dir) / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
