@@ -143,3 +143,15 @@ def test_int8_model_is_small_and_as_accurate(precomputed, tmp_path):
     assert scores["fp32"][0] > 0.6
     assert abs(scores["int8"][0] - scores["fp32"][0]) <= 0.01  # mean per-image pupil IoU
     assert abs(scores["int8"][1] - scores["fp32"][1]) <= 0.01  # split-level pupil IoU
+
+
+@pytest.mark.slow
+def test_bench_prints_one_table_with_baselines():
+    """Scenario: One benchmark table"""
+    result = run_python(["benchmarks/bench.py", "--images", "12", "--repeats", "3"], timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    for name in ("plain-conv", "tiny", "small", "base"):
+        assert name in out
+    assert "fp32 B" in out and "int8 B" in out and "train img/s" in out
+    assert "precompute:" in out and "loader:" in out and out.count("x)") >= 12

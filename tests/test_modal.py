@@ -42,7 +42,7 @@ def test_gpu_function_settings():
     spec = app_module.train_remote._spec_
     assert spec.gpus == app_module.DEFAULT_GPU == "L4"
     assert spec.memory == 32 * 1024 and spec.cpu == 8.0
-    assert list(spec.volumes) == ["/vol"] and spec.volumes["/vol"] is app_module.volume
+    assert list(spec.volumes) == ["/vol"] and repr(spec.volumes["/vol"]) == repr(app_module.volume) == "modal.Volume.from_name('visionassist')"
     assert any("huggingface" in repr(secret) for secret in spec.secrets)
     options = app_module.TRAIN_FUNCTION_OPTIONS
     assert options["timeout"] == 6 * 60 * 60

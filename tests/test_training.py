@@ -275,3 +275,35 @@ def test_fresh_run_refuses_to_overwrite_an_existing_one(precomputed, tmp_path, m
         train(cfg)
     resumed = train(TrainConfig(**{**cfg.to_dict(), "epochs": 2, "resume": "auto"}))
     assert [row["epoch"] for row in resumed.history] == [0, 1]
+
+
+def test_schedules_device_and_early_stopping(precomputed, tmp_path, monkeypatch):
+    """Scenario: Schedules and early stopping"""
+    from training.engine import build_scheduler, resolve_device
+
+    assert resolve_device("auto") == torch.device("cpu")  # no accelerator on this machine kind
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1.0)
+    scheduler = build_scheduler(TrainConfig(epochs=10, warmup_epochs=1), optimizer, steps_per_epoch=4)
+    rates = []
+    for _ in range(40):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[:4] == pytest.approx([0.2, 0.4, 0.6, 0.8]) and rates[4] == pytest.approx(1.0)
+    assert all(b <= a for a, b in zip(rates[4:], rates[5:])) and rates[-1] < 0.05
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    stuck = _cfg(precomputed / "dataset", tmp_path, epochs=6, limit=4, lr=1e-12, early_stopping_patience=1, export_onnx=False, overlay_every=0)
+    result = train(stuck)
+    assert result.epochs_run == 2  # epoch 1 sets the best, epoch 2 does not improve: stop
+
+
+def test_demo_runs_the_whole_pipeline(tmp_path):
+    """Scenario: The main job runs end to end"""
+    result = run_python(["-m", "training.demo", "--output-dir", str(tmp_path), "--num-images", "16", "--epochs", "1"],
+                        env={"MLFLOW_TRACKING_URI": ""})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    out = result.stdout
+    for text in ("[1/3]", "[2/3]", "[3/3]", "ONNX model", "MLflow store", "mlflow ui --backend-store-uri", "overlays"):
+        assert text in out, text
+    assert list(tmp_path.glob("runs/demo-*/best_efficientvit_model.onnx"))
