@@ -105,7 +105,7 @@ def test_precompute_fan_out_writes_the_same_dataset(raw_dir, precomputed, tmp_pa
     for split in ("train", "validation", "test"):
         shutil.copytree(raw_dir / split, target / split)
     summary = app_module.precompute_remote.local(hf_repo="", shard_size=32, limit=0, download=False)
-    assert sum(s["written"] for s in summary.values()) == 46 and sum(s["empty"] for s in summary.values()) == 2
+    assert sum(s["written"] for s in summary.values()) == 47 and sum(s["empty"] for s in summary.values()) == 1
     for split in ("train", "validation", "test"):
         ours = sorted(p.name.rsplit("-", 1)[0] for p in (target / "dataset" / split).glob("*.parquet"))
         local = sorted(p.name.rsplit("-", 1)[0] for p in (precomputed / "dataset" / split).glob("*.parquet"))

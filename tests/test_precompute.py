@@ -35,7 +35,7 @@ def test_empty_masks_are_skipped_and_counted(precomputed, raw_dir):
     """Scenario: Empty masks are skipped"""
     total_rows = sum(pq.ParquetFile(p).metadata.num_rows for p in (precomputed / "dataset").rglob("*.parquet"))
     empty = [p for p in raw_dir.rglob("labels/*.npy") if not (np.load(p) == 3).any()]
-    assert len(empty) == 2
+    assert len(empty) == 1
     assert total_rows == 48 - len(empty)
     names = set()
     for path in (precomputed / "dataset").rglob("*.parquet"):
