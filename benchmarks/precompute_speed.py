@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 import torch
+from train_speed import images_per_second  # sibling script: benchmarks/ is sys.path[0] when run as a script
 
 import precompute
 from training.data import AugmentConfig, TrainingDataset, open_split
-from training.losses import CombinedLoss
 from training.models import build_model
 from training.synthetic import generate
 
@@ -48,24 +48,6 @@ def loader_rate(dataset_dir: Path, workers: int, batches: int = 6, batch_size: i
     return count / (time.perf_counter() - start)
 
 
-def train_step_rate(batch_size: int = 8, steps: int = 3, variant: str = "tiny") -> float:
-    torch.manual_seed(0)
-    model, loss_fn = build_model(variant), CombinedLoss()
-    optimizer = torch.optim.AdamW(model.parameters(), 1e-3)
-    image = torch.rand(batch_size, 1, 400, 640)
-    target = (torch.rand(batch_size, 400, 640) > 0.98).long()
-    weights, dist = torch.zeros(batch_size, 400, 640), torch.rand(batch_size, 2, 400, 640)
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        loss_fn(model(image), target, weights, dist, 0.5)["loss"].backward()
-        optimizer.step()
-    step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return steps * batch_size / (time.perf_counter() - start)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=64)
@@ -78,7 +60,7 @@ def main() -> None:
         many = precompute_rate(raw, args.workers)
         print(f"precompute      1 worker : {one:7.1f} img/s")
         print(f"precompute {args.workers:2d} workers: {many:7.1f} img/s  ({many / one:.2f}x; linear would be {args.workers}x)")
-        steps = train_step_rate()
+        steps = images_per_second(build_model("tiny"), 8, 3)
         for workers in (0, args.workers):
             rate = loader_rate(raw / "dataset", workers)
             print(f"loader {workers} workers   : {rate:7.1f} samples/s = {rate / steps:5.1f}x the training step rate")

@@ -34,7 +34,7 @@ class Task:
 
 
 class SegmentationScores:
-    """Accumulates the confusion matrix of argmax predictions over a split."""
+    """Accumulates the confusion matrix of the predicted classes over a split."""
 
     def __init__(self) -> None:
         self.meter = SegmentationMeter()
