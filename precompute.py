@@ -205,8 +205,13 @@ def remove_stale(split: str, dataset_dir: Path, state_dir: Path, keep: set[str])
             stale.unlink()
 
 
-def build_dataset(output_dir: Path, workers: int = 0, limit: int = 0, strict: bool = False, shard_size: int = 32) -> dict[str, SplitSummary]:
-    """Writes every split's shards under output_dir/dataset; shards run in parallel, one per worker task."""
+def build_dataset(output_dir: Path, workers: int = 0, limit: int = 0, strict: bool = False, shard_size: int = 32,
+                  map_shards: Callable[[list[tuple]], Iterable[dict[str, Any]]] | None = None) -> dict[str, SplitSummary]:
+    """Writes every split's shards under output_dir/dataset; shards run in parallel, one per worker task.
+
+    map_shards(tasks) -> states, in order, replaces the local process pool (the Modal app passes
+    `write_shard_remote.map`, which runs write_shard in one container per shard).
+    """
     from tqdm import tqdm
 
     _, splits = find_raw_root(output_dir)
@@ -229,7 +234,9 @@ def build_dataset(output_dir: Path, workers: int = 0, limit: int = 0, strict: bo
     workers = min(workers or os.cpu_count() or 1, max(len(todo), 1))
     with contextlib.ExitStack() as stack:
         progress = stack.enter_context(tqdm(total=sum(s.found for s in summaries.values()), desc="precompute", unit="img", disable=None))
-        if workers > 1:
+        if map_shards is not None:
+            results = map_shards([task for _, task in todo])
+        elif workers > 1:
             pool = stack.enter_context(ProcessPoolExecutor(workers))
             results = pool.map(write_shard, [task for _, task in todo])
         else:

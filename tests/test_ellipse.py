@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import ROOT, run_python
+from tests.conftest import ROOT
 from training.models import count_parameters
 from training.models.ellipse import ELLIPSE_VARIANTS, build_ellipse_model
 from training.tasks import EllipseScores, ellipse_targets, ellipse_task_loss

@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from training.losses import CombinedLoss, alpha_schedule, generalized_dice_loss, surface_loss, weighted_cross_entropy
 from training.preprocess import distance_maps

@@ -1,6 +1,5 @@
 """precompute.py on synthetic raw data: schema, validation, bad input, credentials, re-runs and the hub push."""
 
-import json
 import shutil
 
 import numpy as np

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 
 from training.synthetic import frame_plan, generate, render_frame
+from training.visualize import LABEL_COLOR, outline
 
 
 def test_layout_matches_the_kaggle_download(raw_dir):
@@ -91,9 +91,7 @@ def test_contact_sheet(tmp_path):
     tiles = []
     for _, index, subject in plan:
         image, label = render_frame(0, index, subject)
-        tile = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-        contours, _ = cv2.findContours((label == 3).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-        cv2.drawContours(tile, contours, -1, (0, 0, 255), 1)
+        tile = outline(image, [(label == 3, LABEL_COLOR)])
         tiles.append(cv2.resize(tile, (320, 200), interpolation=cv2.INTER_AREA))
     sheet = np.vstack([np.hstack(tiles[r * 4 : r * 4 + 4]) for r in range(4)])
     out = Path(os.environ.get("VISIONASSIST_CONTACT_SHEET", tmp_path / "contact_sheet.png"))

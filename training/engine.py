@@ -37,6 +37,7 @@ from training.losses import alpha_schedule
 from training.models import count_parameters
 from training.tasks import Task, get_task
 from training.tracking import Tracker, default_tracking_uri
+from training.visualize import LABEL_COLOR, PREDICTION_COLOR, outline
 
 log = logging.getLogger("training")
 
@@ -421,10 +422,7 @@ def save_overlays(model, dataset: TrainingDataset, task: Task, path: Path, runti
         sample = dataset[int(index)]
         image = sample["image"][None].float().div(255.0).to(runtime.device)
         mask = task.predict_mask(model(image))[0].cpu().numpy().astype(np.uint8)
-        tile = cv2.cvtColor(sample["image"][0].numpy(), cv2.COLOR_GRAY2BGR)
-        for binary, color in ((sample["label"].numpy(), (0, 0, 255)), (mask, (0, 255, 0))):
-            contours, _ = cv2.findContours((binary > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-            cv2.drawContours(tile, contours, -1, color, 1)
+        tile = outline(sample["image"][0].numpy(), [(sample["label"].numpy(), LABEL_COLOR), (mask, PREDICTION_COLOR)])
         tiles.append(cv2.resize(tile, (320, 200), interpolation=cv2.INTER_AREA))
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), np.hstack(tiles))

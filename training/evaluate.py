@@ -18,7 +18,6 @@ import argparse
 import csv
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 from training import preprocess
 from training.data import raw_split_dirs, read_raw_pair, resolve_source
 from training.metrics import SegmentationMeter, binary_iou, center_error, center_statistics, scores_from_confusion
+from training.visualize import LABEL_COLOR, PREDICTION_COLOR, outline
 
 
 # -------------------------------------------------------------------------------------------- models
@@ -210,10 +210,7 @@ def _write_outputs(report: dict[str, Any], rows: list[dict], worst: list, output
         writer.writeheader()
         writer.writerows(rows)
     for rank, (iou, name, image, mask, predicted) in enumerate(worst, 1):
-        tile = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-        for binary, color in ((mask, (0, 0, 255)), (predicted, (0, 255, 0))):
-            contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-            cv2.drawContours(tile, contours, -1, color, 1)
+        tile = outline(image, [(mask, LABEL_COLOR), (predicted, PREDICTION_COLOR)])
         cv2.putText(tile, f"{name} IoU {iou:.3f}", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
         cv2.imwrite(str(output_dir / "worst" / f"{rank:02d}_{Path(name).stem}.png"), tile)
     _confusion_png(np.array(report["confusion_matrix"]), output_dir / "confusion_matrix.png")

@@ -22,6 +22,7 @@ import numpy as np
 
 from training import preprocess
 from training.evaluate import Predictor, load_predictor
+from training.visualize import PREDICTION_COLOR, outline
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv"}
@@ -41,9 +42,7 @@ def predict_ellipse(predictor: Predictor, frame: np.ndarray) -> tuple[dict[str, 
 
 
 def draw(frame: np.ndarray, record: dict[str, float], mask: np.ndarray) -> np.ndarray:
-    canvas = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame.copy()
-    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    cv2.drawContours(canvas, contours, -1, (0, 255, 0), 1)
+    canvas = outline(frame, [(mask, PREDICTION_COLOR)])
     if np.isfinite(record["cx"]):
         cv2.ellipse(canvas, ((record["cx"], record["cy"]), (2 * record["rx"], 2 * record["ry"]), record["angle"]), (0, 0, 255), 1, cv2.LINE_AA)
         cv2.drawMarker(canvas, (round(record["cx"]), round(record["cy"])), (0, 0, 255), cv2.MARKER_CROSS, 8, 1)

@@ -20,7 +20,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
 
 from training import preprocess
 from training.evaluate import iter_frames

@@ -140,7 +140,7 @@ class Tracker:
                 self._warned = True
             return False
         if self._warned:
-            log.warning("MLflow reachable again: sent the %s pending entries", "remaining")
+            log.warning("MLflow reachable again: every pending entry has been sent")
         self._down_since, self._warned = None, False
         return True
 
@@ -229,8 +229,8 @@ def sync(run_dir: str | Path, tracking_uri: str | None = None) -> int:
     """Sends a run's pending journal entries; returns how many are still pending (0: all sent)."""
     run_dir = Path(run_dir)
     state = json.loads((run_dir / STATE).read_text())
-    tracker = Tracker(run_dir, tracking_uri or state["tracking_uri"], state["experiment_name"], state["run_name"], state.get("artifact_root"))
-    if tracking_uri:
+    tracker = Tracker(run_dir, state["tracking_uri"], state["experiment_name"], state["run_name"], state.get("artifact_root"))
+    if tracking_uri:  # the recorded state wins in Tracker(); an explicit override replaces it
         tracker.state["tracking_uri"] = tracking_uri
     tracker.flush(force=True)
     return tracker.pending

@@ -202,36 +202,13 @@ def precompute_remote(hf_repo: str = "", shard_size: int = 32, limit: int = 0, d
     if download and precompute.raw_split_dirs(output_dir, "train") is None:
         precompute.download_openeds(output_dir)
         commit_volume()
-    _, splits = precompute.find_raw_root(output_dir)
-    dataset_dir, state_dir = output_dir / "dataset", output_dir / ".precompute_state"
-    summaries, tasks, names = {}, [], {}
-    for split, (images_dir, labels_dir) in splits.items():
-        pairs, missing = precompute.list_pairs(images_dir, labels_dir)
-        pairs = pairs[:limit] if limit else pairs
-        done, todo = precompute.plan_split(split, pairs, dataset_dir, state_dir, shard_size)
-        summaries[split] = precompute.SplitSummary(found=len(pairs) + len(missing), bad=list(missing))
-        for state in done:
-            _add_state(summaries[split], state)
-        tasks += [(split, task) for task in todo]
-        names[split] = {s["name"] for s in done} | {t[0] for t in todo}
-    shard_tasks = [task for _, task in tasks]
-    # One container per shard in the cloud; in-process under .local() (tests), with the same write_shard.
-    results = map(precompute.write_shard, shard_tasks) if modal.is_local() else write_shard_remote.map(shard_tasks)
-    for (split, _), state in zip(tasks, results):
-        _add_state(summaries[split], state)
-    for split in summaries:
-        precompute.remove_stale(split, dataset_dir, state_dir, names[split])
-    precompute.write_dataset_card(dataset_dir, summaries)
+    # One container per shard in the cloud; in-process under .local() (tests). Same planning, write_shard and card.
+    summaries = precompute.build_dataset(output_dir, workers=1, limit=limit, shard_size=shard_size,
+                                         map_shards=None if modal.is_local() else write_shard_remote.map)
     commit_volume()
     if hf_repo:
-        precompute.push_to_hub(dataset_dir, hf_repo)
+        precompute.push_to_hub(output_dir / "dataset", hf_repo)
     return {split: {"written": s.written, "empty": s.empty, "bad": len(s.bad)} for split, s in summaries.items()}
-
-
-def _add_state(summary, state: dict) -> None:
-    summary.written += state["rows"]
-    summary.empty += state["empty"]
-    summary.bad += state["bad"]
 
 
 if __name__ == "__main__":
