@@ -22,6 +22,19 @@ def test_default_model_matches_the_documented_config():
     assert out.shape == (1, 2, 400, 640)
 
 
+def test_stride_four_head_resolves_inside_its_block():
+    """Scenario: Sub-pixel heads"""
+    torch.manual_seed(0)
+    model = build_model("tiny").eval()
+    with torch.no_grad():
+        model.decoder.head_fine.weight.zero_()  # the stride-4 head alone
+        model.decoder.head_coarse.weight.normal_()
+        logits = model(torch.rand(1, 1, 64, 96))[0, 1]
+    blocks = logits.reshape(16, 4, 24, 4)  # (block row, row in block, block col, col in block)
+    spread = blocks.amax(dim=(1, 3)) - blocks.amin(dim=(1, 3))
+    assert (spread > 1e-3).all()  # nearest upsampling of one stride-4 logit would make every block flat
+
+
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_every_variant_keeps_the_contract(variant):
     """Scenario: Every variant keeps the contract"""

@@ -89,7 +89,7 @@ def _run_training(args, env=None):
 def test_sigkill_mid_epoch_then_resume_is_bit_identical(precomputed, tmp_path):
     """Scenario: Resume after SIGKILL is bit-identical"""
     common = ["--dataset", str(precomputed / "dataset"), "--epochs", "3", "--batch-size", "2", "--limit", "12", "--seed", "3",
-              "--no-export-onnx", "--overlay-every", "0", "--output-dir", str(tmp_path)]
+              "--ema-decay", "0.9", "--no-export-onnx", "--overlay-every", "0", "--output-dir", str(tmp_path)]
     reference = _run_training([*common, "--run-name", "reference"])
     assert reference.wait(timeout=600) == 0, reference.stdout.read()
 
@@ -116,6 +116,9 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(precomputed, tmp_path):
     assert actual["epoch"] == expected["epoch"] == 2
     for name, tensor in expected["model"].items():
         assert torch.equal(actual["model"][name], tensor), name
+    assert actual["ema"]["updates"] == expected["ema"]["updates"] == 18  # 3 epochs x 6 steps
+    for name, tensor in expected["ema"]["weights"].items():
+        assert torch.equal(actual["ema"]["weights"][name], tensor), name
     assert [json.loads(l)["epoch"] for l in metrics.read_text().splitlines()] == [0, 1, 2]
     assert [json.loads(l)["train_loss"] for l in metrics.read_text().splitlines()] == \
         [json.loads(l)["train_loss"] for l in (tmp_path / "reference" / "metrics.jsonl").read_text().splitlines()]
@@ -219,6 +222,29 @@ def test_best_model_export_is_checked_and_size_guarded(precomputed, tmp_path, mo
     with pytest.raises(OnnxSizeError, match="over the 1,000-byte budget"):
         export_onnx(model, tmp_path / "too_big.onnx", max_bytes=1000)
     assert not (tmp_path / "too_big.onnx").exists()
+
+
+def test_ema_weights_are_the_validated_and_exported_model(precomputed, tmp_path, monkeypatch):
+    """Scenario: Weight averaging (EMA)"""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = train(_cfg(precomputed / "dataset", tmp_path, epochs=1, overlay_every=0, ema_decay=0.9))
+    from training.checkpoint import load_checkpoint
+    from training.export import ort_session, parity_bound
+    from training.models import build_model
+
+    best = load_checkpoint(result.run_dir / "best.pt")
+    assert best["ema"]["updates"] == 2  # 8 samples, batch 4
+    averaged, trained = build_model("tiny").eval(), build_model("tiny").eval()
+    averaged.load_state_dict(best["ema"]["weights"])
+    trained.load_state_dict(best["model"])
+    saved = torch.load(result.run_dir / "best_state_dict.pt", weights_only=True)
+    assert all(torch.equal(saved[k], v) for k, v in best["ema"]["weights"].items())
+    x = np.random.default_rng(0).random((1, 1, 400, 640), dtype=np.float32)
+    (onnx_out,) = ort_session(result.onnx_path).run(None, {"image": x})
+    with torch.no_grad():
+        averaged_out, trained_out = averaged(torch.from_numpy(x)).numpy(), trained(torch.from_numpy(x)).numpy()
+    assert np.abs(onnx_out - averaged_out).max() <= parity_bound(averaged_out, 1e-4)
+    assert np.abs(onnx_out - trained_out).max() > 100 * parity_bound(trained_out, 1e-4)  # not the raw weights
 
 
 def test_torchrun_two_processes_on_cpu(precomputed, tmp_path):

@@ -1,8 +1,8 @@
 """Checkpoints and seeds: everything a resumed run needs to continue exactly where it stopped.
 
-A checkpoint holds model, optimizer, scheduler and AMP-scaler state, the epoch, the best metric, RNG states and
-the resolved config, all as tensors and plain Python values so that `torch.load(..., weights_only=True)` reads
-it. Files are written to a temporary name and renamed: a crash never leaves a half-written `last.pt`.
+A checkpoint holds model, optimizer, scheduler and AMP-scaler state, the weight average (EMA) when the run keeps
+one, the epoch, the best metric, RNG states and the resolved config, all as tensors and plain Python values so
+that `torch.load(..., weights_only=True)` reads it. Files are written to a temporary name and renamed: a crash never leaves a half-written `last.pt`.
 """
 
 from __future__ import annotations
@@ -82,6 +82,11 @@ def find_resume_checkpoint(resume: str, run_dir: Path) -> Path | None:
     return path
 
 
+def inference_weights(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The weights a checkpoint was validated with: the EMA average when the run kept one, else the model."""
+    return checkpoint["ema"]["weights"] if "ema" in checkpoint else checkpoint["model"]
+
+
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The plain module inside DistributedDataParallel (or the model itself)."""
     return model.module if hasattr(model, "module") else model
@@ -91,4 +96,4 @@ def state_dict_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in unwrap(model).state_dict().items()}
 
 
-__all__ = ["seed_everything", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint", "find_resume_checkpoint", "unwrap", "state_dict_cpu"]
+__all__ = ["seed_everything", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint", "find_resume_checkpoint", "inference_weights", "unwrap", "state_dict_cpu"]

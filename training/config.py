@@ -34,6 +34,7 @@ class TrainConfig:
     scheduler: str = "cosine"  # cosine (with linear warmup) | plateau (ReduceLROnPlateau on valid mIoU)
     warmup_epochs: int = 1  # linear warmup length for the cosine schedule
     grad_clip: float = 1.0  # max gradient norm (0: off)
+    ema_decay: float = 0.0  # EMA of the weights (e.g. 0.995) for validation, best.pt and ONNX export (0: off)
     freeze_bn: bool = False  # BatchNorm uses running statistics (fine-tuning, tiny per-GPU batches, exact CPU DDP)
     early_stopping_patience: int = 10  # stop after this many epochs without a better valid metric (0: off)
     alpha_start: float = 1.0  # Dice weight at epoch 0; the surface loss gets 1 - alpha
@@ -73,6 +74,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, not {self.lr}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) (0: off), not {self.ema_decay}")
         return self
 
 

@@ -29,9 +29,10 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
-from training.checkpoint import find_resume_checkpoint, load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state, state_dict_cpu, unwrap
+from training.checkpoint import find_resume_checkpoint, inference_weights, load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state, state_dict_cpu, unwrap
 from training.config import TrainConfig
 from training.data import IMAGE_AND_LABEL, AugmentConfig, TrainingDataset, open_split, resolve_source
+from training.ema import ModelEma
 from training.export import OnnxSizeError, atomic_write_bytes, export_onnx
 from training.losses import alpha_schedule
 from training.models import count_parameters
@@ -118,7 +119,8 @@ def _autocast(runtime: Runtime, cfg: TrainConfig):
     return torch.autocast(device_type=runtime.device.type, dtype=torch.float16, enabled=enabled)
 
 
-def train_one_epoch(model, loader, task: Task, optimizer, scheduler, scaler, alpha: float, cfg: TrainConfig, runtime: Runtime, epoch: int) -> dict[str, float]:
+def train_one_epoch(model, loader, task: Task, optimizer, scheduler, scaler, alpha: float, cfg: TrainConfig, runtime: Runtime, epoch: int,
+                    ema: ModelEma | None = None) -> dict[str, float]:
     from tqdm import tqdm
 
     model.train()
@@ -143,6 +145,8 @@ def train_one_epoch(model, loader, task: Task, optimizer, scheduler, scaler, alp
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         scaler.step(optimizer)
         scaler.update()
+        if ema is not None:
+            ema.update(model)
         if scheduler is not None and cfg.scheduler == "cosine":
             scheduler.step()
         batch_size = batch["image"].shape[0]
@@ -261,6 +265,11 @@ def train(cfg: TrainConfig, on_checkpoint: Callable[[Path], None] | None = None)
         scaler.load_state_dict(checkpoint["scaler"])
         start_epoch, best_metric, best_epoch, stale_epochs = checkpoint["epoch"] + 1, checkpoint["best_metric"], checkpoint["best_epoch"], checkpoint["stale_epochs"]
         set_rng_state(checkpoint["rng"][min(runtime.rank, len(checkpoint["rng"]) - 1)])
+    # Rank 0 keeps the weight average (every rank holds the same weights after a step); validation, best.pt
+    # selection, ONNX export and overlays use it.
+    ema = ModelEma(model, cfg.ema_decay) if cfg.ema_decay > 0 and runtime.is_main else None
+    if ema is not None and checkpoint is not None and "ema" in checkpoint:
+        ema.load_state_dict(checkpoint["ema"])
     if runtime.distributed:
         if runtime.device.type == "cuda" and not cfg.freeze_bn:  # batch statistics over all GPUs (CUDA only)
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -293,19 +302,20 @@ def train(cfg: TrainConfig, on_checkpoint: Callable[[Path], None] | None = None)
         sampler.set_epoch(epoch)
         alpha = alpha_schedule(epoch, cfg.epochs, cfg.alpha_start, cfg.alpha_end, cfg.alpha_decay_epochs)
         lr = optimizer.param_groups[0]["lr"]
-        metrics = train_one_epoch(model, train_loader, task, optimizer, scheduler, scaler, alpha, cfg, runtime, epoch)
+        metrics = train_one_epoch(model, train_loader, task, optimizer, scheduler, scaler, alpha, cfg, runtime, epoch, ema)
         stop = torch.zeros(1, device=runtime.device)
         if runtime.is_main:
-            metrics.update(evaluate(unwrap(model), valid_loader, task, alpha, cfg, runtime))
+            eval_model = ema.module if ema is not None else unwrap(model)
+            metrics.update(evaluate(eval_model, valid_loader, task, alpha, cfg, runtime))
             seconds = time.perf_counter() - start
             metrics.update(epoch=epoch, lr=lr, alpha=alpha, epoch_seconds=seconds, images_per_second=metrics.pop("train_samples") / seconds)
             monitored = metrics[task.monitor]
             improved = monitored > best_metric
             if improved:
                 best_metric, best_epoch, stale_epochs = monitored, epoch, 0
-                save_checkpoint(run_dir / "best.pt", _checkpoint_state(model, optimizer, scheduler, scaler, epoch, best_metric, best_epoch, stale_epochs, cfg, runtime))
+                save_checkpoint(run_dir / "best.pt", _checkpoint_state(model, optimizer, scheduler, scaler, epoch, best_metric, best_epoch, stale_epochs, cfg, runtime, ema=ema))
                 if cfg.export_onnx:
-                    export_best(unwrap(model), onnx_path, task)
+                    export_best(eval_model, onnx_path, task)
             else:
                 stale_epochs += 1
             metrics.update(best_metric=best_metric, best_epoch=best_epoch)
@@ -314,7 +324,7 @@ def train(cfg: TrainConfig, on_checkpoint: Callable[[Path], None] | None = None)
             print(_summary_line(metrics, task, cfg), flush=True)
             tracker.log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
             if task.predict_mask is not None and cfg.overlay_every and (epoch % cfg.overlay_every == 0 or epoch == cfg.epochs - 1):
-                overlay = save_overlays(unwrap(model), valid_set, task, run_dir / "overlays" / f"epoch_{epoch + 1:03d}.png", runtime)
+                overlay = save_overlays(eval_model, valid_set, task, run_dir / "overlays" / f"epoch_{epoch + 1:03d}.png", runtime)
                 tracker.log_artifact(overlay, "overlays")
             if cfg.scheduler == "plateau":
                 scheduler.step(monitored)
@@ -330,7 +340,7 @@ def train(cfg: TrainConfig, on_checkpoint: Callable[[Path], None] | None = None)
                 _sync_lr(optimizer, runtime)
         rngs = _gather_rng_states(runtime)
         if runtime.is_main:
-            save_checkpoint(run_dir / "last.pt", _checkpoint_state(model, optimizer, scheduler, scaler, epoch, best_metric, best_epoch, stale_epochs, cfg, runtime, rngs))
+            save_checkpoint(run_dir / "last.pt", _checkpoint_state(model, optimizer, scheduler, scaler, epoch, best_metric, best_epoch, stale_epochs, cfg, runtime, rngs, ema))
             if on_checkpoint is not None:
                 on_checkpoint(run_dir / "last.pt")
         if runtime.distributed:
@@ -345,8 +355,9 @@ def train(cfg: TrainConfig, on_checkpoint: Callable[[Path], None] | None = None)
     return TrainResult(run_dir, best_metric, best_epoch, epoch + 1, onnx_path if onnx_path.exists() else None, history, tracker.run_id if tracker else None)
 
 
-def _checkpoint_state(model, optimizer, scheduler, scaler, epoch, best_metric, best_epoch, stale_epochs, cfg, runtime, rngs=None) -> dict[str, Any]:
+def _checkpoint_state(model, optimizer, scheduler, scaler, epoch, best_metric, best_epoch, stale_epochs, cfg, runtime, rngs=None, ema=None) -> dict[str, Any]:
     return {
+        **({"ema": ema.state_dict()} if ema is not None else {}),
         "model": state_dict_cpu(model),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
@@ -455,7 +466,7 @@ def finish_run(tracker: Tracker, run_dir: Path, history: list[dict[str, float]],
         tracker.log_artifact(save_learning_curves(history, run_dir / "learning_curves.png", task))
     if (run_dir / "best.pt").exists():
         best = load_checkpoint(run_dir / "best.pt")
-        torch.save(best["model"], run_dir / "best_state_dict.pt")
+        torch.save(inference_weights(best), run_dir / "best_state_dict.pt")
         tracker.log_artifact(run_dir / "best_state_dict.pt", "checkpoints")
     if onnx_path is not None:
         tracker.log_artifact(onnx_path, "onnx")

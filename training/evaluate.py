@@ -67,11 +67,12 @@ def load_predictor(path: str | os.PathLike, threads: int = 0) -> Predictor:
 def _onnx_from_checkpoint(path: Path) -> bytes:
     import torch
 
+    from training.checkpoint import inference_weights
     from training.export import export_bytes, strip_debug_metadata
     from training.models import build_model
 
     state = torch.load(path, map_location="cpu", weights_only=True)
-    weights = state.get("model", state)
+    weights = inference_weights(state) if "model" in state else state
     variant = state.get("config", {}).get("model_variant", "tiny") if "model" in state else _guess_variant(weights)
     model = build_model(variant)
     model.load_state_dict(weights)

@@ -34,8 +34,9 @@ def predict_classes(logits: torch.Tensor) -> torch.Tensor:
 
 def confusion_matrix(pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, num_classes: int = 2) -> np.ndarray:
     """(num_classes, num_classes) int64 counts; rows are labels, columns predictions."""
-    pred = torch.as_tensor(pred).reshape(-1).long()
-    target = torch.as_tensor(target).reshape(-1).long()
+    pred, target = (torch.from_numpy(np.array(x, dtype=np.int64)) if isinstance(x, np.ndarray) else x for x in (pred, target))
+    pred = pred.reshape(-1).long()  # numpy inputs are copied: arrays read from Arrow are read-only
+    target = target.reshape(-1).long()
     counts = torch.bincount(target * num_classes + pred, minlength=num_classes**2)
     return counts.reshape(num_classes, num_classes).cpu().numpy().astype(np.int64)
 

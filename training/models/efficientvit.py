@@ -225,19 +225,22 @@ def _refine(dim: int) -> nn.Sequential:
 
 
 class SkipDecoder(nn.Module):
-    """FPN-style top-down decoder over every encoder scale; returns logits at stride 2 (4 sub-pixels per class).
+    """FPN-style top-down decoder over every encoder scale; returns full-resolution logits.
 
     Strides 32 -> 16 -> 8 -> 4 run at decoder_dim: 1x1 lateral per scale, nearest upsample, add, depthwise
-    refine. The stride-2 skip enters through the head: head(up(x) + stem) == up(head_coarse(x)) + head_fine(stem)
-    for a 1x1 head, so the head runs at stride 4 and only one 1x1 conv touches the 200x320 stem features.
+    refine. Two sub-pixel heads (dense upsampling convolution) write the output: a 1x1 conv at stride 4 predicts
+    the 4x4 block of logits under each position, and a 1x1 conv on the stride-2 stem adds a 2x2 correction;
+    pixel shuffle rearranges both to full resolution. A learned 4x4 sub-pixel head places the pupil edge inside
+    a stride-4 block, where nearest upsampling of one stride-4 logit puts it only on block borders.
     """
 
-    def __init__(self, stem_dim: int, encoder_dims: list[int], decoder_dim: int, out_channels: int) -> None:
+    def __init__(self, stem_dim: int, encoder_dims: list[int], decoder_dim: int, num_classes: int) -> None:
         super().__init__()
+        self.num_classes = num_classes
         self.laterals = nn.ModuleList(ConvBN(dim, decoder_dim) for dim in encoder_dims)
         self.refines = nn.ModuleList(_refine(decoder_dim) for _ in encoder_dims[:-1])
-        self.head_coarse = nn.Conv2d(decoder_dim, out_channels, 1)
-        self.head_fine = nn.Conv2d(stem_dim, out_channels, 1, bias=False)
+        self.head_coarse = nn.Conv2d(decoder_dim, 16 * num_classes, 1)  # 4x4 sub-pixels per class at stride 4
+        self.head_fine = nn.Conv2d(stem_dim, 4 * num_classes, 1, bias=False)  # 2x2 sub-pixels per class at stride 2
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         stem, *pyramid = features
@@ -246,8 +249,9 @@ class SkipDecoder(nn.Module):
             skip = self.laterals[level](pyramid[level])  # (B, D, H/16, then H/8, then H/4)
             # Nearest upsampling is ~3x cheaper than bilinear in ONNX Runtime; the depthwise refine smooths it.
             x = self.refines[level](F.interpolate(x, size=skip.shape[-2:], mode="nearest") + skip)
-        coarse = F.interpolate(self.head_coarse(x), size=stem.shape[-2:], mode="nearest")  # (B, O, H/2, W/2)
-        return coarse + self.head_fine(stem)  # (B, O, H/2, W/2)
+        height, width = 2 * stem.shape[-2], 2 * stem.shape[-1]
+        coarse = F.pixel_shuffle(self.head_coarse(x), 4)[:, :, :height, :width]  # (B, classes, H, W)
+        return coarse + F.pixel_shuffle(self.head_fine(stem), 2)  # (B, classes, H, W)
 
 
 PUPIL_PRIOR = 0.01  # initial pupil probability of every pixel
@@ -265,19 +269,17 @@ class TinyEfficientViTSeg(nn.Module):
             raise ValueError("embed_dims, depths and num_heads must have the same length")
         self.config = cfg
         self.encoder = Encoder(cfg)
-        # Sub-pixel output: 4 logits per class at stride 2, rearranged to full resolution by pixel shuffle.
-        # A learned 2x upsampling is sharper than bilinear and far cheaper at 400x640.
-        self.decoder = SkipDecoder(cfg.stem_dims[0], [cfg.stem_dims[1], *cfg.embed_dims], cfg.decoder_dim, 4 * cfg.num_classes)
+        # Sub-pixel output (learned 4x and 2x upsampling): sharper than bilinear and far cheaper at 400x640.
+        self.decoder = SkipDecoder(cfg.stem_dims[0], [cfg.stem_dims[1], *cfg.embed_dims], cfg.decoder_dim, cfg.num_classes)
         with torch.no_grad():  # start at the class prior (the pupil is ~1% of a frame), not at 50/50
             self.decoder.head_coarse.bias.zero_()
-            self.decoder.head_coarse.bias[4:].fill_(math.log(PUPIL_PRIOR / (1 - PUPIL_PRIOR)))
+            self.decoder.head_coarse.bias.view(cfg.num_classes, 16)[1:].fill_(math.log(PUPIL_PRIOR / (1 - PUPIL_PRIOR)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
         if height % 2 or width % 2:  # odd sizes: pad to even, crop the output back
             x = F.pad(x, (0, width % 2, 0, height % 2), mode="replicate")
-        logits = self.decoder(self.encoder(x))  # (B, 4*classes, H/2, W/2)
-        logits = F.pixel_shuffle(logits, 2)  # (B, classes, H, W)
+        logits = self.decoder(self.encoder(x))  # (B, classes, H, W) (H, W even)
         return logits[:, :, :height, :width]
 
     @torch.no_grad()
