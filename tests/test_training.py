@@ -49,7 +49,9 @@ def test_two_epoch_run_is_fully_recorded_in_mlflow(precomputed, tmp_path, monkey
         history = client.get_metric_history(run.info.run_id, key)
         assert [m.step for m in history] == [0, 1], key
     params = run.data.params
-    assert params["model_variant"] == "tiny" and params["epochs"] == "2" and params["num_parameters"] == "11352"
+    from training.models import build_model, count_parameters
+
+    assert params["model_variant"] == "tiny" and params["epochs"] == "2" and params["num_parameters"] == str(count_parameters(build_model("tiny")))
     assert params["dataset_kind"] == "parquet" and params["train_samples"] == "8"
     assert run.data.tags["model_type"] == "TinyEfficientViT" and run.data.tags["architecture"] == "TinyEfficientViT-tiny"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)} | {a.path for d in ("overlays", "onnx", "checkpoints") for a in client.list_artifacts(run.info.run_id, d)}
@@ -227,7 +229,8 @@ def test_best_model_export_is_checked_and_size_guarded(precomputed, tmp_path, mo
 def test_ema_weights_are_the_validated_and_exported_model(precomputed, tmp_path, monkeypatch):
     """Scenario: Weight averaging (EMA)"""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    result = train(_cfg(precomputed / "dataset", tmp_path, epochs=1, overlay_every=0, ema_decay=0.9))
+    # warmup_epochs=0 and a high lr: two steps that move the weights well away from their average
+    result = train(_cfg(precomputed / "dataset", tmp_path, epochs=1, overlay_every=0, ema_decay=0.9, lr=0.02, warmup_epochs=0))
     from training.checkpoint import load_checkpoint
     from training.export import ort_session, parity_bound
     from training.models import build_model
@@ -244,20 +247,22 @@ def test_ema_weights_are_the_validated_and_exported_model(precomputed, tmp_path,
     with torch.no_grad():
         averaged_out, trained_out = averaged(torch.from_numpy(x)).numpy(), trained(torch.from_numpy(x)).numpy()
     assert np.abs(onnx_out - averaged_out).max() <= parity_bound(averaged_out, 1e-4)
-    assert np.abs(onnx_out - trained_out).max() > 100 * parity_bound(trained_out, 1e-4)  # not the raw weights
+    assert np.abs(onnx_out - trained_out).max() > 10 * parity_bound(trained_out, 1e-4)  # not the raw weights
 
 
 def test_torchrun_two_processes_on_cpu(precomputed, tmp_path):
     """Scenario: DDP under torchrun"""
     result = run_python(["-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(_free_port()), "training/train_efficientvit_local.py",
                          "--dataset", str(precomputed / "dataset"), "--epochs", "1", "--batch-size", "2", "--limit", "8",
-                         "--output-dir", str(tmp_path), "--run-name", "ddp", "--no-export-onnx", "--overlay-every", "0"],
+                         "--output-dir", str(tmp_path), "--run-name", "ddp", "--no-export-onnx", "--overlay-every", "0", "--ema-decay", "0.9"],
                         env={"OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "x2" in result.stdout  # world size 2
     rows = (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 1  # rank 0 alone writes
-    assert torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)["world_size"] == 2
+    last = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)
+    assert last["world_size"] == 2
+    assert last["ema"]["updates"] == 2  # rank 0 averages: 8 samples, 2 ranks x batch 2
 
 
 @pytest.mark.parametrize("cwd", ["root", "training"])
