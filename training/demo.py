@@ -47,12 +47,12 @@ def main(argv: list[str] | None = None) -> None:
                       output_dir=str(out / "runs"), seed=args.seed, run_name=f"demo-{time.strftime('%Y%m%d-%H%M%S')}", overlay_every=6,
                       num_workers=0, early_stopping_patience=0)
     result = train(cfg)
-    last = result.history[-1] if result.history else {}
+    best = next((row for row in result.history if row["epoch"] == result.best_epoch), {})
     onnx_note = f"{result.onnx_path} ({result.onnx_path.stat().st_size / 1024:.0f} KB)" if result.onnx_path else "not exported"
     store = Path(cfg.output_dir).resolve() / "mlflow.db"
     print(f"""
 done in {(time.perf_counter() - start) / 60:.1f} min
-  best valid mIoU      {result.best_metric:.4f} (epoch {result.best_epoch + 1}); last valid pupil IoU {last.get('valid_iou', float('nan')):.4f}
+  best epoch           {result.best_epoch + 1}: valid pupil IoU {best.get('valid_iou', float('nan')):.4f}, mIoU {result.best_metric:.4f}
   ONNX model           {onnx_note}
   checkpoints          {result.run_dir / 'best.pt'}, {result.run_dir / 'last.pt'}
   per-epoch metrics    {result.run_dir / 'metrics.jsonl'}
