@@ -338,3 +338,8 @@ def test_demo_runs_the_whole_pipeline(tmp_path):
     for text in ("[1/3]", "[2/3]", "[3/3]", "ONNX model", "MLflow store", "mlflow ui --backend-store-uri", "overlays"):
         assert text in out, text
     assert list(tmp_path.glob("runs/demo-*/best_efficientvit_model.onnx"))
+    run_dir = next(tmp_path.glob("runs/demo-*"))
+    best = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
+    assert f"best epoch           1: valid pupil IoU {best['valid_iou']:.4f}, mIoU {best['valid_miou']:.4f}" in out
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["batch_size"] == 4 and config["ema_decay"] == 0.995 and config["model_variant"] == "base"

@@ -104,27 +104,39 @@ def parity_bound(reference: np.ndarray, tolerance: float = 1e-4) -> float:
 
 def check_parity(model: nn.Module, onnx_bytes: bytes, input_shape: tuple[int, ...], tolerance: float = 1e-4) -> float:
     """Runs torch and ONNX Runtime on the same random batch of 2; raises unless every output element is within
-    tolerance x the output's scale (max |value|, at least 1). Returns the largest absolute difference.
+    the allowed difference. Returns the largest absolute difference.
 
-    Scale-relative because a trained model's logits reach +-20 and a logit near 0 is often the sum of two large
-    terms (coarse head + stride-2 skip): float32 re-association (Conv-BN folding alone, or ONNX Runtime's fused
-    kernels) moves it by ~2e-4, which is 1e-5 of the output's range and ~6e-5 in pupil probability.
+    Allowed: tolerance x the output's scale (max |value|, at least 1), or, where the model itself amplifies float32
+    rounding more than that, 3x torch's own float32 error against a float64 run of the same model. Scale-relative
+    because a trained model's logits reach +-20 and a logit near 0 is often the sum of two large terms: float32
+    re-association (Conv-BN folding alone, or ONNX Runtime's fused kernels) moves it by ~2e-4. The float64 clause
+    because attention over large query-key products (seen early in training) amplifies rounding in deep layers:
+    torch's own float32 output then differs from float64 by ~3e-3 at a scale of 12, and ORT by as much. An export
+    bug moves outputs by orders of magnitude more than either.
     """
+    import copy
+
     generator = torch.Generator().manual_seed(0)
     example = torch.rand((2, *input_shape[1:]), generator=generator)
     with torch.no_grad():
-        expected = model(example)
-    expected = expected if isinstance(expected, (tuple, list)) else (expected,)
+        expected = [output.numpy() for output in _as_tuple(model(example))]
     actual = ort_session(onnx_bytes).run(None, {INPUT_NAME: example.numpy()})
-    worst = 0.0
-    for reference, result in zip(expected, actual):
-        reference = reference.numpy()
-        difference = float(np.abs(reference - result).max())
-        worst = max(worst, difference)
-        if difference > parity_bound(reference, tolerance):
-            raise AssertionError(f"ONNX Runtime differs from torch by {difference:.2e}, over {parity_bound(reference, tolerance):.2e} "
-                                 f"({tolerance:.0e} x the output scale {np.abs(reference).max():.3g})")
-    return worst
+    differences = [float(np.abs(reference - result).max()) for reference, result in zip(expected, actual)]
+    if all(d <= parity_bound(reference, tolerance) for d, reference in zip(differences, expected)):
+        return max(differences)
+    with torch.no_grad():  # only when the plain bound is exceeded: how far is torch itself from float64?
+        exact = [output.numpy() for output in _as_tuple(copy.deepcopy(model).double()(example.double()))]
+    for reference, reference64, difference in zip(expected, exact, differences):
+        torch_error = float(np.abs(reference.astype(np.float64) - reference64).max())
+        allowed = max(parity_bound(reference, tolerance), 3.0 * torch_error)
+        if difference > allowed:
+            raise AssertionError(f"ONNX Runtime differs from torch by {difference:.2e}, over {allowed:.2e} ({tolerance:.0e} x the output "
+                                 f"scale {np.abs(reference).max():.3g}; torch float32 vs float64: {torch_error:.2e})")
+    return max(differences)
+
+
+def _as_tuple(outputs) -> tuple[torch.Tensor, ...]:
+    return tuple(outputs) if isinstance(outputs, (tuple, list)) else (outputs,)
 
 
 def ort_session(model: bytes | str | os.PathLike, threads: int = 1):
