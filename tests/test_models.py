@@ -5,11 +5,18 @@ import copy
 import numpy as np
 import pytest
 import torch
-from torch import nn
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import nn
 
-from training.export import MAX_ONNX_BYTES, check_parity, export_bytes, export_onnx, ort_session, parity_bound
+from training.export import (
+    MAX_ONNX_BYTES,
+    check_parity,
+    export_bytes,
+    export_onnx,
+    ort_session,
+    parity_bound,
+)
 from training.models import VARIANTS, TinyEfficientViTSeg, build_model, count_parameters
 from training.models.efficientvit import CascadedGroupAttention, ConvBN
 
