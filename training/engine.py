@@ -454,7 +454,7 @@ def save_learning_curves(history: list[dict[str, float]], path: Path, task: Task
     metric_keys = ("train_iou", "valid_iou", "valid_miou") if task.name == "segmentation" else ("valid_detection_rate",)
     for key in metric_keys:
         right.plot(epochs, [row.get(key, np.nan) for row in history], marker="o", label=key)
-    right.set_xlabel("epoch"), right.set_title(task.monitor), right.legend()
+    right.set_xlabel("epoch"), right.set_title("IoU" if task.name == "segmentation" else task.monitor), right.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
