@@ -2,7 +2,8 @@
 
 A checkpoint holds model, optimizer, scheduler and AMP-scaler state, the weight average (EMA) when the run keeps
 one, the epoch, the best metric, RNG states and the resolved config, all as tensors and plain Python values so
-that `torch.load(..., weights_only=True)` reads it. Files are written to a temporary name and renamed: a crash never leaves a half-written `last.pt`.
+that `torch.load(..., weights_only=True)` reads it. Files are written to a temporary name and renamed: a crash
+never leaves a half-written `last.pt`.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ class ModelEma:
                 average.copy_(value)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"weights": state_dict_cpu(self.module), "updates": self.updates, "decay": self.decay}
+        return {"weights": state_dict_cpu(self.module), "updates": self.updates}  # the decay is in the run's config
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.module.load_state_dict(state["weights"])

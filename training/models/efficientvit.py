@@ -236,7 +236,6 @@ class SkipDecoder(nn.Module):
 
     def __init__(self, stem_dim: int, encoder_dims: list[int], decoder_dim: int, num_classes: int) -> None:
         super().__init__()
-        self.num_classes = num_classes
         self.laterals = nn.ModuleList(ConvBN(dim, decoder_dim) for dim in encoder_dims)
         self.refines = nn.ModuleList(_refine(decoder_dim) for _ in encoder_dims[:-1])
         self.head_coarse = nn.Conv2d(decoder_dim, 16 * num_classes, 1)  # 4x4 sub-pixels per class at stride 4
