@@ -246,7 +246,7 @@ def build_dataset(output_dir: Path, workers: int = 0, limit: int = 0, strict: bo
             finished.append((split, state, False))
         for split, state, reused in finished:
             summary = summaries[split]
-            if state.get("aborted"):
+            if state.get("aborted") or (strict and state["bad"]):  # also bad inputs a lenient run recorded in a reused shard
                 raise BadInput(state["bad"][0])
             for message in state["bad"] if not reused else []:
                 log.warning("skipping bad input: %s", message)

@@ -12,7 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a hub from the tests
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
 
-SYNTHETIC_FRAMES = 48  # seed 0 includes one closed-eye frame (validation 38): 47 rows after precompute
+SYNTHETIC_FRAMES = 48  # seed 0 includes one closed-eye frame (train, index 6): 47 rows after precompute
 SYNTHETIC_SEED = 0
 
 

@@ -1,5 +1,7 @@
 """Dataset loading: every source, compact dtypes, runtime preprocessing and synchronized augmentation."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -58,7 +60,7 @@ def test_unpreprocessed_rows_get_gamma_and_clahe_at_load_time(precomputed):
 def test_flipped_sample_targets_equal_recomputation_from_the_flipped_label(precomputed):
     """Scenario: Augmentation keeps targets in sync"""
     sample = open_split(str(precomputed), "validation")[0]
-    flip_only = AugmentConfig(flip_p=1.0, affine_p=0.0, photometric_p=0.0, blur_p=0.0, noise_p=0.0)
+    flip_only = AugmentConfig.only(flip_p=1.0)
     flipped = augment(sample, np.random.default_rng(0), flip_only)
     assert np.array_equal(flipped["image"], sample["image"][:, ::-1])
     assert np.array_equal(flipped["label"], sample["label"][:, ::-1])
@@ -74,7 +76,7 @@ def test_flipped_sample_targets_equal_recomputation_from_the_flipped_label(preco
 def test_affine_augmentation_keeps_every_target_consistent(precomputed):
     """Scenario: Augmentation keeps targets in sync"""
     sample = open_split(str(precomputed), "train")[1]
-    affine_only = AugmentConfig(flip_p=0.0, affine_p=1.0, photometric_p=0.0, blur_p=0.0, noise_p=0.0)
+    affine_only = AugmentConfig.only(affine_p=1.0)
     out = augment(sample, np.random.default_rng(3), affine_only)
     assert not np.array_equal(out["label"], sample["label"])
     expected = preprocess.label_targets(out["label"])
@@ -95,3 +97,47 @@ def test_augmentation_is_deterministic_per_seed_epoch_and_index(precomputed):
     assert torch.equal(a[2]["image"], b[2]["image"])
     b.set_epoch(4)
     assert any(not torch.equal(a[i]["image"], b[i]["image"]) for i in range(4))
+
+
+def test_zoom_out_pads_like_a_letterbox_and_keeps_targets_in_sync(precomputed):
+    """Scenario: Sim-to-real augmentation"""
+    sample = open_split(str(precomputed), "train")[1]
+    zoom_out = dataclasses.replace(AugmentConfig.only(affine_p=1.0), scale_range=(0.3, 0.31), max_rotation=0.0, max_shift=0.0)
+    out = augment(sample, np.random.default_rng(5), zoom_out)
+    shrink = out["label"].sum() / sample["label"].sum()
+    assert 0.3**2 * 0.8 < shrink < 0.31**2 * 1.25  # the pupil area scales with the frame
+    # two thirds of the frame is padding: no label there, and the image is flat along a padded row or column
+    rows, cols = np.nonzero(out["label"])
+    assert out["label"].sum() > 0 and (np.ptp(rows) < 0.31 * 400) and (np.ptp(cols) < 0.31 * 640)
+    expected = preprocess.label_targets(out["label"])
+    assert np.array_equal(out["dist_map"], expected["dist_map"]) and out["cx"] == expected["cx"]
+
+
+def test_crops_hold_the_pupil_and_recompute_targets(precomputed):
+    """Scenario: Sim-to-real augmentation"""
+    source = open_split(str(precomputed), "train")
+    cfg = AugmentConfig(crop=(192, 320))
+    held = 0
+    for index in range(12):
+        out = augment(source[index], np.random.default_rng(index), cfg)
+        assert out["image"].shape == out["label"].shape == (192, 320) and out["dist_map"].shape == (2, 192, 320)
+        assert np.array_equal(out["spatial_weights"], preprocess.label_targets(out["label"])["spatial_weights"])
+        held += int(out["label"].any())
+    assert held >= 6  # most crops are placed around the pupil (crop_pupil_p 0.8)
+    batch = TrainingDataset(source, cfg, seed=0)[0]
+    assert tuple(batch["image"].shape) == (1, 192, 320)
+
+
+def test_every_photometric_step_changes_only_the_image(precomputed):
+    """Scenario: Sim-to-real augmentation"""
+    sample = open_split(str(precomputed), "train")[2]
+    for step in ("curve_p", "cutout_p", "lowres_p", "jpeg_p", "blur_p", "noise_p", "photometric_p"):
+        out = augment(sample, np.random.default_rng(1), AugmentConfig.only(**{step: 1.0}))
+        assert np.array_equal(out["label"], sample["label"]), step
+        assert out["image"].dtype == np.uint8 and not np.array_equal(out["image"], sample["image"]), step
+    # cutout never hides the pupil centre
+    ys, xs = np.nonzero(sample["label"])
+    cy, cx = int(ys.mean()), int(xs.mean())
+    for seed in range(10):
+        out = augment(sample, np.random.default_rng(seed), AugmentConfig.only(cutout_p=1.0))
+        assert out["image"][cy, cx] == sample["image"][cy, cx]

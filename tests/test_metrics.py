@@ -23,6 +23,7 @@ def test_every_score_is_in_the_unit_interval(pred, data):
     meter.update(torch.from_numpy(pred), torch.from_numpy(target))
     scores = meter.compute()
     assert all(0.0 <= v <= 1.0 for v in scores.values())
+    assert scores["pupil_iou"] == pytest.approx(binary_iou(pred, target))  # and each is the score it names
 
 
 @settings(max_examples=40, deadline=None)

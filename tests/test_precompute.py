@@ -96,6 +96,17 @@ def test_strict_makes_bad_input_fatal(tmp_path, capsys):
     assert bad[0] in capsys.readouterr().err
 
 
+def test_strict_after_a_lenient_run_is_still_fatal(tmp_path, capsys):
+    """Scenario: Bad input files"""
+    generate(tmp_path, 10, seed=2)
+    bad = _corrupt(tmp_path)
+    assert precompute.main(["--skip-download", "--no-push", "--output-dir", str(tmp_path), "--workers", "1"]) == 0
+    capsys.readouterr()
+    code = precompute.main(["--skip-download", "--no-push", "--output-dir", str(tmp_path), "--strict", "--workers", "1"])
+    assert code == precompute.EXIT_BAD_INPUT  # the reused shard recorded the bad input: strict makes it fatal
+    assert bad[0] in capsys.readouterr().err
+
+
 def test_missing_kaggle_credentials_give_one_clear_message(tmp_path):
     """Scenario: Missing Kaggle credentials"""
     env = {"HOME": str(tmp_path), "KAGGLE_CONFIG_DIR": str(tmp_path / ".kaggle"), "KAGGLE_USERNAME": "", "KAGGLE_KEY": "", "KAGGLE_API_TOKEN": ""}

@@ -1,12 +1,14 @@
-"""The synthetic OpenEDS-like generator: layout, determinism, realism statistics, and a contact sheet to look at."""
+"""The synthetic generator: layout, determinism, the OpenEDS-calibrated family, domain randomization across camera
+families, and a contact sheet to look at."""
 
 import os
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
-from training.synthetic import frame_plan, generate, render_frame
+from training.synthetic import FAMILIES, frame_plan, generate, render_frame, subject_traits
 from training.visualize import LABEL_COLOR, outline
 
 
@@ -50,6 +52,19 @@ def test_deterministic_per_seed_whatever_the_workers(tmp_path):
     ), image_a
 
 
+def test_families_subset_and_unknown_family(tmp_path):
+    """Scenario: Deterministic per seed"""
+    generate(tmp_path / "face", 12, seed=1, workers=1, families=["face"])
+    widths = []
+    for path in (tmp_path / "face").rglob("*.npy"):
+        ys, xs = np.nonzero(np.load(path) == 3)
+        if xs.size:
+            widths.append(xs.max() - xs.min() + 1)
+    assert widths and max(widths) <= 40  # face cameras only: small pupils
+    with pytest.raises(ValueError, match="unknown families"):
+        generate(tmp_path / "x", 3, families=["webcam"])
+
+
 def _region_stats(frames):
     stats = {c: [] for c in range(4)}
     for image, label in frames:
@@ -60,10 +75,10 @@ def _region_stats(frames):
     return {c: float(np.median(v)) for c, v in stats.items()}
 
 
-def test_gray_levels_are_calibrated_to_real_openeds():
+def test_openeds_family_is_calibrated_to_real_openeds():
     """Scenario: Calibrated to real frames"""
     plan = frame_plan(24, seed=11)
-    frames = [render_frame(11, index, subject) for _, index, subject in plan]
+    frames = [render_frame(11, index, subject, family="openeds") for _, index, subject in plan]
     medians = _region_stats(frames)
     # shared/reference/openeds-frame-stats.md: pupil ~34, iris 55-58, sclera 64-73, background 74-78 (mean)
     assert 28 <= medians[3] <= 42
@@ -79,22 +94,106 @@ def test_gray_levels_are_calibrated_to_real_openeds():
     assert np.percentile(backgrounds, 5) < 40 and np.percentile(backgrounds, 95) > 110
 
 
+def _pupil_width(label):
+    xs = np.nonzero((label == 3).any(axis=0))[0]
+    return int(xs.max() - xs.min() + 1) if xs.size else 0
+
+
+@pytest.fixture(scope="module")
+def family_frames():
+    """24 frames of each family (3 subjects x 8 frames), seed 7."""
+    return {family: [render_frame(7, 1000 * k + i, 100 * k + i // 8, family=family) for i in range(24)] for k, family in enumerate(FAMILIES)}
+
+
+def test_each_family_has_its_documented_framing(family_frames):
+    """Scenario: Camera families"""
+    expected = {"openeds": (20, 110), "closeup": (50, 200), "offaxis": (14, 70), "face": (8, 22)}  # pupil across, px (module docstring)
+    for family, frames in family_frames.items():
+        widths = [_pupil_width(label) for _, label in frames if (label == 3).sum() > 20]
+        assert len(widths) >= 12, family
+        low, high = expected[family]
+        assert low * 0.7 <= np.median(widths) <= high * 1.15, (family, np.median(widths))
+    # face cameras: small pupils off-centre; some frames are portrait/square sensors letterboxed top-left
+    face = family_frames["face"]
+    centres = [np.argwhere(label == 3).mean(axis=0) for _, label in face if (label == 3).any()]
+    assert np.std([c[1] for c in centres]) > 60
+    letterboxed = [subject_traits(7, 300 + s, "face").content_shape != (400, 640) for s in range(3)] + \
+                  [subject_traits(7, 200 + s, "offaxis").content_shape != (400, 640) for s in range(3)]
+    assert any(letterboxed)
+
+
+def test_letterboxed_frames_have_no_label_in_the_padding():
+    """Scenario: Camera families"""
+    for subject in range(200):
+        traits = subject_traits(3, subject)
+        if traits.content_shape != (400, 640):
+            break
+    image, label = render_frame(3, 5, subject)
+    h, w = traits.content_shape
+    assert not label[h:, :].any() and not label[:, w:].any()
+    if traits.pad_mode == "replicate" and w < 640:
+        assert np.array_equal(image[:h, w:], np.repeat(image[:h, w - 1 : w], 640 - w, axis=1))
+
+
+def test_photometry_spans_the_documented_ranges(family_frames):
+    """Scenario: Photometric breadth"""
+    frames = [frame for family in ("closeup", "offaxis", "face") for frame in family_frames[family]]
+    frames += [render_frame(9, i, 500 + i) for i in range(60)]  # one frame per subject: many appearances
+    pupil, iris = [], []
+    for image, label in frames:
+        if (label == 3).sum() > 30 and (label == 2).sum() > 30:
+            pupil.append(np.median(image[label == 3]))
+            iris.append(np.median(image[label == 2]))
+    pupil, delta = np.array(pupil), np.array(iris) - np.array(pupil)
+    assert pupil.min() < 25 and pupil.max() > 80  # near black to mid-gray
+    assert np.percentile(delta, 10) < 12 and delta.max() > 50  # iris barely above the pupil up to bright
+
+
+def test_glints_inside_the_pupil_stay_labelled_pupil():
+    """Scenario: Photometric breadth"""
+    covered = 0
+    for i in range(80):
+        image, label = render_frame(4, i, i // 2, family="openeds")
+        pupil = label == 3
+        covered += int(((image >= 200) & pupil).sum() > 0)
+    assert covered >= 5  # a glint on the pupil is not a hole in the label
+
+
+def test_dark_distractors_outside_the_pupil(family_frames):
+    """Scenario: Dark distractors"""
+    darker_elsewhere = 0
+    frames = [frame for family in ("offaxis", "face") for frame in family_frames[family]]
+    for image, label in frames:
+        pupil = label == 3
+        if pupil.sum() < 20:
+            continue
+        level = np.percentile(image[pupil], 50)
+        outside = (~pupil) & (label != 2)
+        darker_elsewhere += int((image[outside] < level).sum() > pupil.sum())
+    assert darker_elsewhere >= len(frames) // 4  # "the darkest region" is not the answer
+
+
 def test_some_frames_have_closed_eyes(raw_dir):
     """Scenario: Closed eyes exercise empty-mask skipping"""
     empty = [p for p in raw_dir.rglob("*.npy") if not (np.load(p) == 3).any()]
     assert 1 <= len(empty) <= 6
 
 
-def test_contact_sheet(tmp_path):
+def test_contact_sheet(tmp_path, family_frames):
     """Scenario: Contact sheet"""
-    plan = frame_plan(64, seed=0)[:16]
-    tiles = []
-    for _, index, subject in plan:
-        image, label = render_frame(0, index, subject)
-        tile = outline(image, [(label == 3, LABEL_COLOR)])
-        tiles.append(cv2.resize(tile, (320, 200), interpolation=cv2.INTER_AREA))
-    sheet = np.vstack([np.hstack(tiles[r * 4 : r * 4 + 4]) for r in range(4)])
+    rows = []
+    for family, frames in family_frames.items():
+        tiles = []
+        for image, label in frames[::4][:6]:
+            tile = outline(image, [(label == 3, LABEL_COLOR)])
+            # the outline is drawn exactly on the pupil label's border
+            drawn = np.all(tile == LABEL_COLOR, axis=2)
+            assert drawn.any() == (label == 3).any()
+            assert not (drawn & (cv2.erode((label == 3).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)).any()
+            tiles.append(cv2.resize(tile, (320, 200), interpolation=cv2.INTER_AREA))
+        rows.append(np.hstack(tiles))
+    sheet = np.vstack(rows)
     out = Path(os.environ.get("VISIONASSIST_CONTACT_SHEET", tmp_path / "contact_sheet.png"))
     out.parent.mkdir(parents=True, exist_ok=True)
     assert cv2.imwrite(str(out), sheet)
-    assert cv2.imread(str(out)).shape == (800, 1280, 3)
+    assert cv2.imread(str(out)).shape == (200 * len(FAMILIES), 1920, 3)

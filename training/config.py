@@ -23,9 +23,11 @@ class TrainConfig:
     task: str = "segmentation"  # segmentation | ellipse
     limit: int = 0  # use at most this many samples per split (0: all)
     augment: bool = True  # synchronized flip/affine/photometric augmentation on the training split
+    crop: str = ""  # "HxW": train on random crops (mostly around the pupil) at full pixel scale; validation stays whole ("": whole frames)
     num_workers: int = 0  # DataLoader worker processes
     # model
     model_variant: str = "tiny"  # a key of training.models.VARIANTS (or ELLIPSE_VARIANTS for task=ellipse)
+    pretrained: bool = False  # start from the shipped synthetic-trained weights (training/weights/) to fine-tune
     # optimisation
     epochs: int = 30  # maximum number of epochs
     batch_size: int = 8  # per process
@@ -64,6 +66,13 @@ class TrainConfig:
     def from_file(cls, path: str | Path) -> "TrainConfig":
         return cls.from_dict(read_config_file(path), source=str(path))
 
+    def crop_size(self) -> tuple[int, ...]:
+        """The crop as (height, width); () when training on whole frames."""
+        try:
+            return tuple(int(side) for side in self.crop.lower().split("x")) if self.crop else ()
+        except ValueError:
+            return (0,)
+
     def validate(self) -> "TrainConfig":
         if self.task not in {"segmentation", "ellipse"}:
             raise ValueError(f"task must be 'segmentation' or 'ellipse', not {self.task!r}")
@@ -74,6 +83,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, not {self.lr}")
+        if self.crop and (not self.augment or len(self.crop_size()) != 2 or min(self.crop_size()) < 32):
+            raise ValueError(f"crop must be 'HxW' with both sides >= 32 (and augmentation on), not {self.crop!r}")
+        if self.pretrained and self.task != "segmentation":
+            raise ValueError("pretrained weights ship for the segmentation task only")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1) (0: off), not {self.ema_decay}")
         return self

@@ -238,7 +238,7 @@ def train(cfg: TrainConfig, on_checkpoint: Callable[[Path], None] | None = None)
     # data
     train_source = open_split(cfg.dataset, "train", columns=IMAGE_AND_LABEL if cfg.augment else None)
     valid_source = open_split(cfg.dataset, "validation")
-    train_set = TrainingDataset(train_source, AugmentConfig() if cfg.augment else None, seed=cfg.seed, limit=cfg.limit)
+    train_set = TrainingDataset(train_source, AugmentConfig(crop=cfg.crop_size() or None) if cfg.augment else None, seed=cfg.seed, limit=cfg.limit)
     valid_set = TrainingDataset(valid_source, None, limit=cfg.limit)
     if len(train_set) == 0 or len(valid_set) == 0:
         raise ValueError(f"{cfg.dataset}: empty train ({len(train_set)}) or validation ({len(valid_set)}) split")
@@ -248,7 +248,7 @@ def train(cfg: TrainConfig, on_checkpoint: Callable[[Path], None] | None = None)
     valid_loader = DataLoader(valid_set, batch_size=cfg.batch_size, shuffle=False, **loader_args)
 
     # model and optimisation
-    model = task.build_model(cfg.model_variant).to(runtime.device)
+    model = (task.build_model(cfg.model_variant, pretrained=True) if cfg.pretrained else task.build_model(cfg.model_variant)).to(runtime.device)
     if cfg.channels_last and runtime.device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     params = count_parameters(model)
@@ -315,7 +315,7 @@ def train(cfg: TrainConfig, on_checkpoint: Callable[[Path], None] | None = None)
                 best_metric, best_epoch, stale_epochs = monitored, epoch, 0
                 save_checkpoint(run_dir / "best.pt", _checkpoint_state(model, optimizer, scheduler, scaler, epoch, best_metric, best_epoch, stale_epochs, cfg, runtime, ema=ema))
                 if cfg.export_onnx:
-                    export_best(eval_model, onnx_path, task)
+                    export_best(eval_model, onnx_path, task, tracker, epoch)
             else:
                 stale_epochs += 1
             metrics.update(best_metric=best_metric, best_epoch=best_epoch)
@@ -350,6 +350,9 @@ def train(cfg: TrainConfig, on_checkpoint: Callable[[Path], None] | None = None)
 
     if runtime.is_main:
         finish_run(tracker, run_dir, history, task, onnx_path if onnx_path.exists() else None)
+        if cfg.export_onnx and best_epoch >= 0 and not onnx_path.exists():
+            raise RuntimeError(f"{run_dir}: no valid ONNX export in this run (see the warnings above); the checkpoints are kept: "
+                               f"export best.pt with `python -m training.evaluate --model {run_dir / 'best.pt'}` after fixing the cause")
     if runtime.distributed:
         dist.barrier()
     return TrainResult(run_dir, best_metric, best_epoch, epoch + 1, onnx_path if onnx_path.exists() else None, history, tracker.run_id if tracker else None)
@@ -388,13 +391,24 @@ def _sync_lr(optimizer, runtime: Runtime) -> None:
         group["lr"] = float(lr)
 
 
-def export_best(model, path: Path, task: Task) -> Path:
-    """Exports the best model as one self-contained ONNX file; raises OnnxSizeError (loudly) at >= 300 KB."""
+def export_best(model, path: Path, task: Task, tracker: Tracker | None = None, epoch: int = 0) -> bool:
+    """Exports the best model as one self-contained ONNX file; raises OnnxSizeError (loudly) at >= 300 KB. Any other
+    export problem (exporter error, failed ONNX Runtime parity check) never loses the run: it is logged, recorded in
+    MLflow (tag onnx_export_error, metric onnx_export_failed), the previous good file is kept and training goes on."""
     try:
-        return export_onnx(model, path, output_names=tuple(task.output_shapes))
+        export_onnx(model, path, output_names=tuple(task.output_shapes))
+        return True
     except OnnxSizeError:
         log.error("the best model no longer fits the edge budget: %s", path)
         raise
+    except (AssertionError, RuntimeError, ValueError) as error:
+        message = str(error).splitlines()[0][:500] if str(error) else type(error).__name__
+        log.warning("epoch %d: ONNX export failed (%s); keeping the previous %s and training on", epoch + 1, message, path.name)
+        print(f"warning: epoch {epoch + 1}: ONNX export failed ({message}); keeping the previous {path.name}", flush=True)
+        if tracker is not None:
+            tracker.set_tags({"onnx_export_error": f"epoch {epoch + 1}: {message}"})
+            tracker.log_metrics({"onnx_export_failed": 1.0}, step=epoch)
+        return False
 
 
 # ------------------------------------------------------------------------------------- logging helpers

@@ -1,15 +1,19 @@
-"""Evaluate a segmentation model on a split or a folder, and write the numbers a user asks for.
+"""Evaluate a segmentation model on a split or on your own frames, and write the numbers a user asks for.
 
     python -m training.evaluate --model best_efficientvit_model.onnx --data D --output-dir eval/
     python -m training.evaluate --model runs/x/best.pt --data D/dataset --split test --output-dir eval/
     python -m training.evaluate --model m.onnx --data my_frames/ --output-dir eval/   # images/*.png + masks/*.png
+    python -m training.evaluate --model pretrained --data cam_a/ cam_b/ --output-dir eval/ --min-pupil-px 30
     python -m training.evaluate --model m.onnx --data D --output-dir eval/ --mlflow-run-id RUN_ID
 
---data: a precompute output, a raw OpenEDS folder, or a plain folder with images/*.png and masks/*.png of the
-same names (pupil = 255, anything else 0). Frames of another size are letterboxed to the model input and the
-predictions mapped back. Writes report.json and report.md (pupil IoU mean/median, mIoU, Dice, pixel accuracy,
-precision, recall, centre error median/p95 from an ellipse fitted to the predicted mask, detection rate within
-5 px, ONNX Runtime latency at 1 and all threads), confusion_matrix.png, per_image.csv and worst/*.png.
+--data: one or more of a precompute output, a raw OpenEDS folder, or a plain folder with images/*.png and
+masks/*.png of the same names (pupil = 255, anything else 0). Frames of another size are letterboxed to the model
+input and the predictions mapped back. Per data folder: report.json and report.md (pupil IoU mean/median, mIoU,
+Dice, pixel accuracy, precision, recall, centre error median/p95 from an ellipse fitted to the predicted mask,
+detection rate within 5 px, the same by pupil size, ONNX Runtime latency at 1 and all threads),
+confusion_matrix.png, per_image.csv and worst/*.png (image | label | prediction side by side). With several
+folders each gets its own sub-folder and summary.md holds one table. An unreadable image or mask is named in a
+warning, counted in the report and left out (--strict makes it fatal); a missing path or a bad model exits 2.
 """
 
 from __future__ import annotations
@@ -17,7 +21,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import os
+import pickle
+import re
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +35,12 @@ import cv2
 import numpy as np
 
 from training import preprocess
-from training.data import raw_split_dirs, read_raw_pair, resolve_source
+from training.data import BadInput, raw_split_dirs, read_raw_pair, resolve_source
 from training.metrics import SegmentationMeter, binary_iou, center_error, center_statistics, scores_from_confusion
 from training.visualize import LABEL_COLOR, PREDICTION_COLOR, outline
+
+log = logging.getLogger("training.evaluate")
+SIZE_BINS = ((0, 10), (10, 20), (20, 40), (40, 80), (80, float("inf")))  # pupil diameter in px on the frame's grid
 
 
 # -------------------------------------------------------------------------------------------- models
@@ -44,20 +55,32 @@ class Predictor:
     source: str
 
 
-def load_predictor(path: str | os.PathLike, threads: int = 0) -> Predictor:
-    """An .onnx file (ONNX Runtime) or a .pt checkpoint / state_dict (rebuilt, exported to ONNX in memory)."""
-    from training.export import ort_session
+class ModelLoadError(ValueError):
+    """A model file that cannot be used; the message names the file and what is wrong."""
 
-    path = Path(path)
+
+def load_predictor(path: str | os.PathLike, threads: int = 0) -> Predictor:
+    """An .onnx file (ONNX Runtime), a .pt checkpoint / state_dict (rebuilt, exported to ONNX in memory), or
+    "pretrained": the weights shipped in training/weights/."""
+    from training.export import ort_session
+    from training.models import pretrained_onnx_path
+
+    path = pretrained_onnx_path() if str(path) == "pretrained" else Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file")
     if path.suffix == ".onnx":
         data = path.read_bytes()
     elif path.suffix in {".pt", ".pth"}:
-        data = _onnx_from_checkpoint(path)
+        try:
+            data = _onnx_from_checkpoint(path)
+        except (RuntimeError, KeyError, ValueError, OSError, EOFError, pickle.UnpicklingError) as error:  # torch.load / load_state_dict failures
+            raise ModelLoadError(f"{path}: not a loadable checkpoint of a known model ({str(error).splitlines()[0]})") from error
     else:
-        raise ValueError(f"{path}: expected an .onnx model or a .pt checkpoint")
-    session = ort_session(data, threads)
+        raise ModelLoadError(f"{path}: expected an .onnx model or a .pt checkpoint")
+    try:
+        session = ort_session(data, threads)
+    except Exception as error:  # noqa: BLE001 - onnxruntime raises its own exception types (InvalidProtobuf, Fail, ...)
+        raise ModelLoadError(f"{path}: not a valid ONNX model ({str(error).splitlines()[0][:200]})") from error
     shape = session.get_inputs()[0].shape
     height, width = (shape[2], shape[3]) if all(isinstance(s, int) for s in shape[2:]) else (400, 640)
     name = session.get_inputs()[0].name
@@ -97,30 +120,44 @@ class Frame:
     preprocessed: bool
 
 
-def iter_frames(source: str | os.PathLike, split: str = "validation", limit: int = 0) -> Iterator[Frame]:
-    """Frames with pupil masks from a precompute output, a raw OpenEDS folder or an images/ + masks/ folder."""
+def iter_frames(source: str | os.PathLike, split: str = "validation", limit: int = 0, bad: list[str] | None = None) -> Iterator[Frame]:
+    """Frames with pupil masks from a precompute output, a raw OpenEDS folder or an images/ + masks/ folder.
+
+    A frame that cannot be used (unreadable image, missing or mis-sized mask) raises BadInput naming the file,
+    unless `bad` is a list: then its message is logged, appended there and the frame left out."""
     root = Path(source)
+    if not root.exists():
+        raise FileNotFoundError(f"{root}: no such data folder")
     count = 0
     for frame in _frames(root, split):
+        if isinstance(frame, BadInput):
+            if bad is None:
+                raise frame
+            log.warning("skipped bad input: %s", frame)
+            bad.append(str(frame))
+            continue
         if limit and count >= limit:
             return
         count += 1
         yield frame
 
 
-def _frames(root: Path, split: str) -> Iterator[Frame]:
+def _read_pair(image_path: Path, mask_path: Path) -> Frame | BadInput:
+    image = cv2.imread(str(image_path), cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        return BadInput(f"{image_path}: not a readable image")
+    mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE) if mask_path.is_file() else None
+    if mask is None:
+        return BadInput(f"{mask_path}: missing or unreadable mask for {image_path.name}")
+    if mask.shape != image.shape:
+        return BadInput(f"{mask_path}: mask shape {mask.shape} does not match the image {image.shape}")
+    return Frame(image_path.name, image, (mask > 127).astype(np.uint8), False)
+
+
+def _frames(root: Path, split: str) -> Iterator[Frame | BadInput]:
     if (root / "images").is_dir() and (root / "masks").is_dir():
         for image_path in sorted(root / "images" / p for p in os.listdir(root / "images") if p.lower().endswith(".png")):
-            mask_path = root / "masks" / image_path.name
-            image = cv2.imread(str(image_path), cv2.IMREAD_GRAYSCALE)
-            mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
-            if image is None:
-                raise ValueError(f"{image_path}: not a readable image")
-            if mask is None:
-                raise ValueError(f"{mask_path}: missing or unreadable mask for {image_path.name}")
-            if mask.shape != image.shape:
-                raise ValueError(f"{mask_path}: mask shape {mask.shape} does not match the image {image.shape}")
-            yield Frame(image_path.name, image, (mask > 127).astype(np.uint8), False)
+            yield _read_pair(image_path, root / "masks" / image_path.name)
         return
     kind, location = resolve_source(str(root))
     if kind == "parquet":
@@ -133,7 +170,11 @@ def _frames(root: Path, split: str) -> Iterator[Frame]:
     elif kind == "raw":
         images_dir, labels_dir = raw_split_dirs(Path(location), split)
         for image_path in sorted(images_dir.glob("*.png")):
-            image, label = read_raw_pair(image_path, labels_dir / f"{image_path.stem}.npy")
+            try:
+                image, label = read_raw_pair(image_path, labels_dir / f"{image_path.stem}.npy")
+            except BadInput as error:
+                yield error
+                continue
             yield Frame(image_path.name, image, preprocess.binarize(label), False)
     else:
         raise FileNotFoundError(f"{root}: evaluate reads local folders (precompute output, raw OpenEDS, images/ + masks/)")
@@ -166,14 +207,29 @@ def latency_ms(onnx_bytes: bytes, threads: int, height: int = 400, width: int = 
     return 1000 * float(np.median(times))
 
 
-def evaluate_model(model: str | os.PathLike, data: str | os.PathLike, output_dir: str | os.PathLike, split: str = "validation",
-                   worst_k: int = 6, limit: int = 0, timing: bool = True) -> dict[str, Any]:
+def pupil_size_bin(mask: np.ndarray) -> str:
+    """The frame's pupil size class by equivalent diameter, e.g. "10-20px"; "none" for an empty label."""
+    area = int(np.count_nonzero(mask))
+    if area == 0:
+        return "none"
+    diameter = 2.0 * np.sqrt(area / np.pi)
+    low, high = next(b for b in SIZE_BINS if b[0] <= diameter < b[1])
+    return f">={low}px" if high == float("inf") else f"{low}-{high}px"
+
+
+def evaluate_model(model: str | os.PathLike | Predictor, data: str | os.PathLike, output_dir: str | os.PathLike, split: str = "validation",
+                   worst_k: int = 6, limit: int = 0, timing: bool = True, min_pupil_px: int = 0, strict: bool = False) -> dict[str, Any]:
+    """Scores `model` (a path, "pretrained" or a loaded Predictor) on the frames of `data` and writes the report files.
+    Frames whose label has fewer than `min_pupil_px` pupil pixels are left out (and counted)."""
     output_dir = Path(output_dir)
     (output_dir / "worst").mkdir(parents=True, exist_ok=True)
-    predictor = load_predictor(model)
+    predictor = model if isinstance(model, Predictor) else load_predictor(model)
     meter = SegmentationMeter()
-    rows, keep, timing_input = [], [], None
-    for frame in iter_frames(data, split, limit):
+    rows, keep, timing_input, bad, too_small = [], [], None, ([] if not strict else None), 0
+    for frame in iter_frames(data, split, limit, bad):
+        if min_pupil_px and np.count_nonzero(frame.mask) < min_pupil_px:
+            too_small += 1
+            continue
         if timing_input is None:
             timing_input = preprocess.prepare_frame(frame.image, predictor.input_height, predictor.input_width, frame.preprocessed)[0]
         probability = predict_frame(predictor, frame.image, frame.preprocessed)
@@ -181,19 +237,21 @@ def evaluate_model(model: str | os.PathLike, data: str | os.PathLike, output_dir
         meter.update(predicted, frame.mask)
         error = center_error(predicted, frame.mask)
         rows.append({"filename": frame.name, "pupil_iou": binary_iou(predicted, frame.mask), "center_error_px": error,
-                     "label_pixels": int(frame.mask.sum()), "predicted_pixels": int(predicted.sum())})
+                     "label_pixels": int(frame.mask.sum()), "predicted_pixels": int(predicted.sum()), "pupil_size": pupil_size_bin(frame.mask)})
         keep.append((rows[-1]["pupil_iou"], frame.name, frame.image, frame.mask, predicted))
         keep = sorted(keep, key=lambda item: item[0])[:worst_k]  # only the k worst frames stay in memory
     if not rows:
-        raise ValueError(f"{data}: no frames found for split {split!r}")
+        raise ValueError(f"{data}: no frames found for split {split!r}" + (f" ({too_small} below --min-pupil-px {min_pupil_px})" if too_small else ""))
     scores = scores_from_confusion(meter.matrix)
     ious = np.array([row["pupil_iou"] for row in rows])
     report: dict[str, Any] = {
-        "model": str(model), "data": str(data), "split": split, "frames": len(rows),
+        "model": predictor.source, "data": str(data), "split": split, "frames": len(rows),
+        "bad_inputs": len(bad or []), "bad_input_messages": bad or [], "frames_below_min_pupil_px": too_small, "min_pupil_px": min_pupil_px,
         "pupil_iou_mean": float(ious.mean()), "pupil_iou_median": float(np.median(ious)), "pupil_iou_split": scores["pupil_iou"],
         "miou": scores["miou"], "dice": scores["dice"], "pixel_accuracy": scores["pixel_accuracy"],
         "precision": scores["precision"], "recall": scores["recall"],
         **center_statistics([row["center_error_px"] for row in rows]),
+        "by_pupil_size": _by_size(rows),
         "confusion_matrix": meter.matrix.tolist(),
         "onnx_bytes": len(predictor.onnx_bytes),
     }
@@ -205,18 +263,40 @@ def evaluate_model(model: str | os.PathLike, data: str | os.PathLike, output_dir
     return report
 
 
+def _by_size(rows: list[dict]) -> dict[str, dict[str, float]]:
+    out = {}
+    names = [f">={low}px" if high == float("inf") else f"{low}-{high}px" for low, high in SIZE_BINS] + ["none"]
+    for name in names:
+        chosen = [row for row in rows if row["pupil_size"] == name]
+        if chosen:
+            out[name] = {"frames": len(chosen), "pupil_iou_mean": float(np.mean([r["pupil_iou"] for r in chosen])),
+                         **{k: v for k, v in center_statistics([r["center_error_px"] for r in chosen]).items() if k in ("detection_rate", "center_error_median")}}
+    return out
+
+
 def _write_outputs(report: dict[str, Any], rows: list[dict], worst: list, output_dir: Path) -> None:
     with open(output_dir / "per_image.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     for rank, (iou, name, image, mask, predicted) in enumerate(worst, 1):
-        tile = outline(image, [(mask, LABEL_COLOR), (predicted, PREDICTION_COLOR)])
-        cv2.putText(tile, f"{name} IoU {iou:.3f}", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
-        cv2.imwrite(str(output_dir / "worst" / f"{rank:02d}_{Path(name).stem}.png"), tile)
+        cv2.imwrite(str(output_dir / "worst" / f"{rank:02d}_{Path(name).stem}.png"), side_by_side(image, mask, predicted, f"{name} IoU {iou:.3f}"))
     _confusion_png(np.array(report["confusion_matrix"]), output_dir / "confusion_matrix.png")
     (output_dir / "report.json").write_text(json.dumps(report, indent=2))
     (output_dir / "report.md").write_text(_markdown(report))
+
+
+def side_by_side(image: np.ndarray, mask: np.ndarray, predicted: np.ndarray, title: str = "") -> np.ndarray:
+    """image | label (red outline) | prediction (green outline), one BGR strip with a caption on each panel."""
+    panels = [outline(image, []), outline(image, [(mask, LABEL_COLOR)]), outline(image, [(predicted, PREDICTION_COLOR)])]
+    scale = max(1.0, 240.0 / image.shape[0])  # small frames get readable captions
+    if scale > 1:
+        panels = [cv2.resize(p, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST) for p in panels]
+    for panel, caption in zip(panels, (title, "label", "prediction")):
+        cv2.putText(panel, caption, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(panel, caption, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    gap = np.full((panels[0].shape[0], 4, 3), 255, np.uint8)
+    return np.hstack([panels[0], gap, panels[1], gap, panels[2]])
 
 
 def _confusion_png(matrix: np.ndarray, path: Path) -> None:
@@ -248,6 +328,14 @@ def _markdown(report: dict[str, Any]) -> str:
         if key in report:
             value = report[key]
             lines.append(f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
+    if report.get("by_pupil_size"):
+        lines += ["", "By pupil size (equivalent diameter of the label on the frame's own grid):", "",
+                  "| pupil size | frames | pupil IoU mean | detection@5px |", "|---|---|---|---|"]
+        lines += [f"| {name} | {row['frames']} | {row['pupil_iou_mean']:.4f} | {row['detection_rate']:.3f} |" for name, row in report["by_pupil_size"].items()]
+    if report.get("bad_inputs"):
+        lines += ["", f"{report['bad_inputs']} bad input(s) left out:"] + [f"- {message}" for message in report["bad_input_messages"]]
+    if report.get("frames_below_min_pupil_px"):
+        lines += ["", f"{report['frames_below_min_pupil_px']} frame(s) with fewer than {report['min_pupil_px']} pupil pixels left out."]
     lines += ["", "Centre errors use the centre of an ellipse fitted to the largest predicted region; a frame with no",
               "predicted pupil counts as a miss (infinite error). Detection rate: share of frames within 5 px.",
               "", "![confusion matrix](confusion_matrix.png)", ""]
@@ -266,23 +354,58 @@ def log_to_mlflow(report: dict[str, Any], output_dir: Path, run_id: str, trackin
     client.log_artifacts(run_id, str(output_dir), "evaluation")
 
 
+SUMMARY_KEYS = ("frames", "pupil_iou_mean", "pupil_iou_median", "detection_rate", "center_error_median", "precision", "recall", "bad_inputs")
+
+
+def summary_table(reports: dict[str, dict[str, Any]]) -> str:
+    """One markdown row per data folder."""
+    lines = ["| data | " + " | ".join(SUMMARY_KEYS) + " |", "|---" * (len(SUMMARY_KEYS) + 1) + "|"]
+    for name, report in reports.items():
+        cells = [f"{report[k]:.4f}" if isinstance(report[k], float) else str(report[k]) for k in SUMMARY_KEYS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _folder_names(paths: list[str]) -> list[str]:
+    names = [re.sub(r"[^A-Za-z0-9._-]+", "_", Path(p).resolve().name) or "data" for p in paths]
+    return [f"{n}_{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help=".onnx model or .pt checkpoint")
-    parser.add_argument("--data", required=True, help="precompute output, raw OpenEDS folder, or images/ + masks/ folder")
+    parser.add_argument("--model", required=True, help=".onnx model, .pt checkpoint, or 'pretrained' (the shipped weights)")
+    parser.add_argument("--data", required=True, nargs="+", help="precompute output, raw OpenEDS folder, or images/ + masks/ folder (several: one table)")
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--split", default="validation")
     parser.add_argument("--worst-k", type=int, default=6)
     parser.add_argument("--limit", type=int, default=0)
+    parser.add_argument("--min-pupil-px", type=int, default=0, help="leave out frames whose label has fewer pupil pixels (default: keep all)")
+    parser.add_argument("--strict", action="store_true", help="a bad image or mask is fatal (default: named, counted and left out)")
+    parser.add_argument("--no-timing", dest="timing", action="store_false", help="skip the ONNX Runtime latency measurement")
     parser.add_argument("--mlflow-run-id", help="log the report into this existing MLflow run")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI)")
     args = parser.parse_args(argv)
-    report = evaluate_model(args.model, args.data, args.output_dir, args.split, args.worst_k, args.limit)
-    if args.mlflow_run_id:
-        log_to_mlflow(report, Path(args.output_dir), args.mlflow_run_id, args.tracking_uri)
-    print(f"pupil IoU mean {report['pupil_iou_mean']:.4f} median {report['pupil_iou_median']:.4f} | mIoU {report['miou']:.4f} | "
-          f"centre error median {report['center_error_median']:.2f} px, detection@5px {report['detection_rate']:.3f} | "
-          f"latency {report.get('latency_ms_1_thread', float('nan')):.2f} ms (1 thread) -> {Path(args.output_dir) / 'report.md'}")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        predictor = load_predictor(args.model)
+        reports = {}
+        names = _folder_names(args.data)
+        for name, data in zip(names, args.data):
+            out = Path(args.output_dir) / name if len(args.data) > 1 else Path(args.output_dir)
+            reports[name] = report = evaluate_model(predictor, data, out, args.split, args.worst_k, args.limit, args.timing, args.min_pupil_px, args.strict)
+            if args.mlflow_run_id:
+                log_to_mlflow(report, out, args.mlflow_run_id, args.tracking_uri)
+            print(f"{name}: pupil IoU mean {report['pupil_iou_mean']:.4f} median {report['pupil_iou_median']:.4f} | mIoU {report['miou']:.4f} | "
+                  f"centre error median {report['center_error_median']:.2f} px, detection@5px {report['detection_rate']:.3f} | "
+                  f"latency {report.get('latency_ms_1_thread', float('nan')):.2f} ms (1 thread) | {report['bad_inputs']} bad inputs -> {out / 'report.md'}")
+    except (FileNotFoundError, ValueError, BadInput, ModelLoadError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if len(reports) > 1:
+        table = summary_table(reports)
+        (Path(args.output_dir) / "summary.md").write_text(f"# Evaluation of `{predictor.source}`\n\n" + table)
+        (Path(args.output_dir) / "summary.json").write_text(json.dumps({k: {key: r[key] for key in SUMMARY_KEYS} for k, r in reports.items()}, indent=2))
+        print(table, end="")
     return 0
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -70,8 +71,9 @@ def predict_paths(model: str, inputs: list[str], output_dir: str | Path) -> list
             records += _predict_video(predictor, path, output_dir)
             continue
         frame = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if frame is None:
-            raise ValueError(f"{path}: not a readable image")
+        if frame is None:  # one bad file never stops the others: named here and left out
+            print(f"warning: skipped {path}: not a readable image", file=sys.stderr, flush=True)
+            continue
         record, mask = predict_ellipse(predictor, frame)
         cv2.imwrite(str(output_dir / "overlays" / f"{path.stem}.png"), draw(frame, record, mask))
         records.append({"source": str(path), "frame": 0, **record})
@@ -110,11 +112,15 @@ def _predict_video(predictor: Predictor, path: Path, output_dir: Path) -> list[d
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help=".onnx model or .pt checkpoint")
+    parser.add_argument("--model", required=True, help=".onnx model, .pt checkpoint, or 'pretrained' (the shipped weights)")
     parser.add_argument("inputs", nargs="+", help="images, folders of images, or video files")
     parser.add_argument("--output-dir", default="predictions")
     args = parser.parse_args(argv)
-    records = predict_paths(args.model, args.inputs, args.output_dir)
+    try:
+        records = predict_paths(args.model, args.inputs, args.output_dir)
+    except (FileNotFoundError, ValueError) as error:  # a missing input, a bad model (ModelLoadError) or an unreadable video
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     found = sum(1 for r in records if r["confidence"] > 0)
     print(f"{len(records)} frames, pupil found in {found}; results in {Path(args.output_dir) / 'predictions.csv'}")
     return 0

@@ -17,12 +17,13 @@ import contextlib
 import io
 import logging
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 
 from training import preprocess
-from training.evaluate import iter_frames
+from training.evaluate import ModelLoadError, iter_frames
 
 MAX_INT8_BYTES = 100_000
 log = logging.getLogger(__name__)
@@ -47,7 +48,12 @@ def quantize(model: str | os.PathLike, data: str, output: str | os.PathLike, cal
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     model, output = Path(model), Path(output)
-    proto = onnx.load(str(model))
+    if not model.is_file():
+        raise FileNotFoundError(f"{model}: no such model file")
+    try:
+        proto = onnx.load(str(model))
+    except Exception as error:  # noqa: BLE001 - protobuf's DecodeError and friends
+        raise ModelLoadError(f"{model}: not a valid ONNX model ({str(error).splitlines()[0][:200] if str(error) else type(error).__name__})") from error
     input_name = proto.graph.input[0].name
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
@@ -117,7 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration-frames", type=int, default=32)
     parser.add_argument("--max-bytes", type=int, default=MAX_INT8_BYTES, help="fail above this size (0: no limit)")
     args = parser.parse_args(argv)
-    path = quantize(args.model, args.data, args.output, args.calibration_frames, args.max_bytes)
+    try:
+        path = quantize(args.model, args.data, args.output, args.calibration_frames, args.max_bytes)
+    except (FileNotFoundError, ValueError) as error:  # a missing path, a bad model or data without frames
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(f"INT8 model: {path} ({path.stat().st_size:,} bytes, fp32 {Path(args.model).stat().st_size:,} bytes)")
     return 0
 

@@ -1,24 +1,43 @@
-"""OpenEDS-like synthetic near-eye infrared frames, written in the exact layout of the Kaggle download.
+"""Synthetic near-infrared eye frames with pupil labels, written in the exact layout of the Kaggle OpenEDS download.
 
-    python -m training.synthetic --output-dir D --num-images N --seed S [--workers W]
+    python -m training.synthetic --output-dir D --num-images N --seed S [--workers W] [--families openeds,face]
 
 writes D/{train,validation,test}/images/*.png (640x400, 8-bit grayscale) and D/{...}/labels/*.npy (uint8
 (400, 640): 0 background, 1 sclera, 2 iris, 3 pupil), so that `precompute.py --skip-download --output-dir D`
 processes it like a real download. File names are `S<subject>_<frame>`: splits are by subject (each subject
-appears in one split), as in OpenEDS.
+appears in one split), as in OpenEDS. Deterministic per (seed, frame index, subject) whatever the workers.
 
-Calibrated against shared/reference/openeds-frame-stats.md: pupil ~34 gray (std ~3), iris 10-25 levels above
-it, sclera barely brighter than the iris, background 20-150 with bright lid folds and dark corners; eyelids
-that always cut the iris, lashes crossing the opening, 6-12 glints in a ring (some on the pupil edge,
-sometimes one large saturated blob), faint Fresnel rings, vignetting, blur, sensor noise, exposure changes.
-Per subject: skin tone, iris darkness/texture, eye size (camera distance), lid shape. Per frame: gaze (pupil
-position, foreshortening and rotation), pupil size, blink (a few closed or nearly closed eyes), lashes,
-glints, optics. Deterministic per (seed, frame index) whatever the number of workers.
+Domain randomization: a model trained on these frames must learn what a pupil is (a dark, round, smooth-edged
+blob inside an iris, often with a glint), not "the darkest region" nor one camera's look. Each subject is seen
+through one camera of a *family* (framing), and every frame draws its photometry, distractors and optics:
+
+| family (share) | framing | iris radius | pupil across |
+|---|---|---|---|
+| `openeds` (0.30) | head-mounted VR camera, eye centred, calibrated to shared/reference/openeds-frame-stats.md | 80-125 px | 20-110 px |
+| `closeup` (0.15) | the eye fills the frame, often cut by the frame edge | 130-230 px | 50-200 px |
+| `offaxis` (0.30) | near-eye camera below or beside the eye: eye anywhere in the frame, skin around it | 30-80 px | 14-70 px |
+| `face` (0.25) | face/remote camera: eye small and off-centre, eyebrow above | 12-30 px | 8-22 px |
+
+Every family: landscape or portrait sensors (portrait 3:4, square, 4:3 content letterboxed into 640x400 like
+`training.evaluate` does: top-left, padding replicated or constant), eyes cut by the frame edge (~10%), soft
+upscaled frames from low-resolution sensors (x1.5-4, ~25%).
+
+| appearance | range |
+|---|---|
+| pupil level | 8-140 gray (mostly dark; openeds 30-38) |
+| iris above pupil | 3-120 gray levels (log-uniform); smooth (30%) or radially textured; darker limbal ring |
+| sclera | from 15 below the iris to 80 above it; skin 25-230 (darker than the iris up to washed out) |
+| glints | 0-12 in a ring around the cornea, radius 0.5-6% of the iris, some on the pupil edge or inside it; a large saturated blob (15%); the pupil label covers them |
+| eyeglasses (15%) | 1-3 large soft reflections (opacity 0.1-0.5), a lens rim arc |
+| dark distractors | lashes (0-120 strands, clumped, darker than the pupil possible), eyeliner/mascara (25%), eyebrow (face 70%, offaxis 30%), shadowed eye corners (40%), skin folds (30%), round dark blobs of pupil size outside the eye (30%) |
+| optics and sensor | defocus blur sigma 0.3-3.5 px, motion blur (15%), Gaussian noise sigma 0.5-12, shot noise, JPEG quality 15-90 (30%), vignetting (50%), Fresnel rings (openeds 80%, others 10%), gain 0.6-1.5 and offset |
+| eye state | gaze +-0.8 rad (pupil and iris foreshortened), eye roll +-15 deg, 4% closed (no pupil), 8% nearly closed |
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -31,163 +50,400 @@ import numpy as np
 HEIGHT, WIDTH = 400, 640
 SPLITS = (("train", 0.7), ("validation", 0.15), ("test", 0.15))
 FRAMES_PER_SUBJECT = 8  # many people, few frames each: diversity over repetition
+FAMILIES = {"openeds": 0.30, "closeup": 0.15, "offaxis": 0.30, "face": 0.25}  # share of subjects
+IRIS_RADIUS = {"openeds": (80, 125), "closeup": (130, 230), "offaxis": (30, 80), "face": (12, 30)}  # px in the 640x400 frame
+CONTENT_SHAPES = ((400, 640), (400, 300), (400, 400), (400, 533), (360, 640))  # landscape, portrait 3:4, square, 4:3, 16:9
+SUBPIXEL = 4  # fixed-point bits for cv2 drawing
+ONE = 1 << SUBPIXEL
 
 
 @dataclass(frozen=True)
 class Subject:
-    skin: float  # mean skin gray before exposure
-    iris_gray: float  # iris level (dark irises sit 10-20 above the pupil)
-    iris_texture: float  # radial texture contrast
-    iris_radius: float  # pixels (OpenEDS: ~97 px; camera distance varies it)
-    eye_width: float  # half-width of the palpebral opening, pixels
-    lid_open: float  # half-height of the fully open eye, pixels
-    sclera_gray: float
+    """What stays the same for one person in front of one camera."""
+
+    family: str
+    content_shape: tuple[int, int]  # (h, w) of the camera frame inside the 400x640 output (letterboxed top-left)
+    pad_mode: str  # replicate | black | gray
+    lowres: float  # sensor downscale factor (1: sharp)
+    iris_radius: float  # px
+    eye_width: float  # half-width of the palpebral opening / iris radius
+    lid_open: float  # half-height of the open eye / iris radius
+    skin: float
+    pupil_gray: float
+    iris_delta: float  # iris level above the pupil
+    iris_texture: float  # 0: smooth
+    sclera_delta: float  # sclera level above the iris
+    lash_density: float
+    eyeliner: bool
+    eyebrow: bool
+    glasses: bool
 
 
-def subject_traits(seed: int, subject: int) -> Subject:
+def _family(seed: int, subject: int) -> str:
+    u = np.random.default_rng([seed, 3, subject]).random()
+    for name, share in FAMILIES.items():
+        u -= share
+        if u < 0:
+            return name
+    return name
+
+
+@functools.lru_cache(maxsize=1024)
+def subject_traits(seed: int, subject: int, family: str | None = None) -> Subject:
+    family = family or _family(seed, subject)
     rng = np.random.default_rng([seed, 1, subject])
-    scale = float(np.clip(rng.lognormal(0.0, 0.22), 0.55, 1.8))  # eye fills the frame vs small in it
-    dark_iris = rng.random() < 0.35
-    iris_gray = rng.uniform(44, 52) if dark_iris else rng.uniform(53, 66)
+    openeds = family == "openeds"
+    if openeds:
+        shape, pad_mode, lowres = (HEIGHT, WIDTH), "replicate", 1.0
+    else:
+        shape = CONTENT_SHAPES[int(rng.choice(len(CONTENT_SHAPES), p=[0.4, 0.3, 0.1, 0.1, 0.1]))]
+        pad_mode = str(rng.choice(["replicate", "black", "gray"], p=[0.6, 0.2, 0.2]))
+        lowres = float(rng.uniform(1.5, 4.0)) if rng.random() < 0.25 else 1.0
+    low, high = IRIS_RADIUS[family]
+    radius = float(math.exp(rng.uniform(math.log(low), math.log(high))))
+    if openeds:  # the reference: pupil ~34 (std 3), iris 10-32 above, sclera barely brighter, skin 70-105
+        pupil, iris_delta, texture = rng.normal(33.5, 1.8), rng.uniform(10, 32), rng.uniform(1.0, 3.0) if rng.random() < 0.35 else rng.uniform(4.0, 10.0)
+        sclera_delta, skin = rng.uniform(4, 16), rng.uniform(70, 105)
+    else:
+        pupil = 8 + 132 * rng.beta(1.3, 2.6)  # mostly dark, up to mid-gray
+        iris_delta = math.exp(rng.uniform(math.log(3), math.log(120)))
+        texture = 0.0 if rng.random() < 0.3 else rng.uniform(0.05, 0.4) * iris_delta + rng.uniform(0, 4)
+        sclera_delta, skin = rng.uniform(-15, 80), rng.uniform(25, 230)
     return Subject(
-        skin=rng.uniform(70, 105),
-        iris_gray=iris_gray,
-        iris_texture=rng.uniform(1.0, 3.0) if dark_iris else rng.uniform(4.0, 10.0),
-        iris_radius=97.0 * scale * rng.uniform(0.93, 1.07),
-        eye_width=205.0 * scale * rng.uniform(0.9, 1.12),
-        lid_open=62.0 * scale * rng.uniform(0.85, 1.15),
-        sclera_gray=max(iris_gray + rng.uniform(4, 16), rng.uniform(62, 74)),
+        family=family, content_shape=shape, pad_mode=pad_mode, lowres=lowres, iris_radius=radius,
+        eye_width=rng.uniform(1.9, 2.4), lid_open=rng.uniform(0.55, 0.85), skin=float(skin), pupil_gray=float(pupil),
+        iris_delta=float(iris_delta), iris_texture=float(texture), sclera_delta=float(sclera_delta),
+        lash_density=float(rng.uniform(0.2, 1.0) if openeds else rng.uniform(0.0, 1.0)),
+        eyeliner=bool(rng.random() < (0.05 if openeds else 0.25)), eyebrow=bool(rng.random() < {"face": 0.7, "offaxis": 0.3}.get(family, 0.0)),
+        glasses=bool(rng.random() < (0.0 if openeds else 0.15)),
     )
 
 
-def _smooth_field(rng: np.random.Generator, grid: tuple[int, int], amplitude: float) -> np.ndarray:
+# ----------------------------------------------------------------------------------------------- helpers
+@functools.lru_cache(maxsize=8)
+def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    yy.setflags(write=False), xx.setflags(write=False)
+    return yy, xx
+
+
+def _smooth_field(rng: np.random.Generator, grid: tuple[int, int], amplitude: float, shape: tuple[int, int], cubic: bool = True) -> np.ndarray:
     coarse = rng.normal(0.0, amplitude, grid).astype(np.float32)
-    return cv2.resize(coarse, (WIDTH, HEIGHT), interpolation=cv2.INTER_CUBIC)
+    return cv2.resize(coarse, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC if cubic else cv2.INTER_LINEAR)
 
 
-def render_frame(seed: int, index: int, subject: int) -> tuple[np.ndarray, np.ndarray]:
-    """One (image uint8 (400, 640), label uint8 (400, 640)) pair; pure function of (seed, index, subject)."""
-    traits = subject_traits(seed, subject)
+def _fixed(points: np.ndarray) -> np.ndarray:
+    return np.round(np.asarray(points) * ONE).astype(np.int32)
+
+
+def _soft(shape: tuple[int, int], draw, sigma: float, factor: int = 4, full: tuple[int, int] | None = None) -> np.ndarray:
+    """A float layer drawn at 1/factor resolution, blurred and upscaled: wide soft shapes at low cost. With
+    `full` (the frame's shape), `shape` is already the small layer's shape and it is returned unscaled."""
+    small = np.zeros(shape if full else (max(1, shape[0] // factor), max(1, shape[1] // factor)), np.float32)
+    draw(small, 1.0 / factor)
+    if sigma > 0:
+        small = cv2.GaussianBlur(small, (0, 0), max(0.3, sigma / factor))
+    return small if full else cv2.resize(small, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def _ellipse(canvas, center, axes, angle, value, thickness=-1, line=cv2.LINE_AA):
+    cv2.ellipse(canvas, (int(round(center[0] * ONE)), int(round(center[1] * ONE))), (max(0, int(round(axes[0] * ONE))), max(0, int(round(axes[1] * ONE)))),
+                float(angle), 0, 360, value, thickness, line, SUBPIXEL)
+
+
+def _draw_strands(canvas: np.ndarray, strands: np.ndarray, rng: np.random.Generator) -> None:
+    """Anti-aliased polylines (n, points, 2) in a few intensity/thickness groups (one cv2 call per group)."""
+    groups = rng.integers(0, 6, len(strands))
+    for group in range(6):
+        chosen = strands[groups == group]
+        if len(chosen):
+            cv2.polylines(canvas, list(_fixed(chosen)), False, 0.5 + 0.1 * (group % 3), 1 + group // 3, cv2.LINE_AA, SUBPIXEL)
+
+
+def _blend(image: np.ndarray, alpha: np.ndarray, level) -> np.ndarray:
+    return image + alpha * (level - image)
+
+
+def _blend_sparse(image: np.ndarray, alpha: np.ndarray, level: float) -> np.ndarray:
+    """_blend in place, limited to the bounding box of a mostly empty alpha layer (lashes, glints)."""
+    rows, cols = np.flatnonzero(alpha.max(axis=1) > 1e-4), np.flatnonzero(alpha.max(axis=0) > 1e-4)
+    if rows.size:
+        box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+        image[box] = _blend(image[box], alpha[box], level)
+    return image
+
+
+# ----------------------------------------------------------------------------------------------- render
+def render_frame(seed: int, index: int, subject: int, family: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One (image uint8 (400, 640), label uint8 (400, 640)) pair; a pure function of (seed, index, subject[, family])."""
+    traits = subject_traits(seed, subject, family)
     rng = np.random.default_rng([seed, 2, index])
-    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+    cv2.setRNGSeed(int(rng.integers(2**31)))  # cv2.randn (sensor and pupil noise) is seeded per frame too
+    h, w = traits.content_shape
+    yy, xx = _grid(h, w)
+    openeds = traits.family == "openeds"
 
-    # Eye placement and gaze.
-    eye_x = WIDTH / 2 + rng.normal(0, 30)
-    eye_y = HEIGHT / 2 + rng.normal(0, 20)
-    gaze = rng.normal(0, 0.35, 2).clip(-0.8, 0.8)  # radians-ish, horizontal / vertical
-    iris_x = eye_x + gaze[0] * traits.eye_width * 0.55
-    iris_y = eye_y + gaze[1] * traits.lid_open * 0.6
-    r_iris = traits.iris_radius
+    # ---- geometry (content pixels)
+    r_iris = traits.iris_radius * rng.uniform(0.95, 1.05)
+    half_width, lid_open = traits.eye_width * r_iris, traits.lid_open * r_iris
+    if traits.family in ("openeds", "closeup"):
+        eye_x, eye_y = w / 2 + rng.normal(0, 30 if openeds else 0.12 * w), h / 2 + rng.normal(0, 20 if openeds else 0.1 * h)
+    else:
+        eye_x, eye_y = rng.uniform(0.12, 0.88) * w, rng.uniform(0.12, 0.88) * h
+    if not openeds and rng.random() < 0.1:  # cut by the frame edge
+        side = int(rng.integers(4))
+        if side == 0:
+            eye_x = rng.uniform(-0.6, 0.1) * half_width
+        elif side == 1:
+            eye_x = w + rng.uniform(-0.1, 0.6) * half_width
+        elif side == 2:
+            eye_y = rng.uniform(-0.8, 0.2) * lid_open
+        else:
+            eye_y = h + rng.uniform(-0.2, 0.8) * lid_open
+    roll = math.radians(rng.normal(0, 3 if openeds else 7))
+    cos_r, sin_r = math.cos(roll), math.sin(roll)
+    gaze = [float(g) for g in rng.normal(0, 0.35, 2).clip(-0.8, 0.8)]
 
-    # Eyelids: upper and lower arcs; blink state closes them (some frames fully closed: no pupil).
+    def to_frame(u, v):  # eye frame (u right, v down) -> content pixels
+        return eye_x + u * cos_r - v * sin_r, eye_y + u * sin_r + v * cos_r
+
     blink = rng.random()
     openness = 0.0 if blink < 0.04 else (rng.uniform(0.08, 0.45) if blink < 0.12 else rng.uniform(0.75, 1.1))
-    u = (xx - eye_x) / traits.eye_width
-    inside_width = np.clip(1.0 - u * u, 0.0, None)
-    lid_shift = gaze[1] * traits.lid_open * 0.35  # lids follow vertical gaze
-    upper = eye_y + lid_shift - traits.lid_open * openness * 1.15 * inside_width ** 0.8 + rng.normal(0, 3)
-    lower = eye_y + lid_shift + traits.lid_open * openness * 0.85 * inside_width ** 0.9 + rng.normal(0, 3)
-    opening = (yy > upper) & (yy < lower) & (np.abs(u) < 1.0)
+    lid_shift = gaze[1] * lid_open * 0.35
+    us = np.linspace(-1.0, 1.0, 33)
+    inside = np.clip(1 - us * us, 0, None)
+    canthus = rng.normal(0, 0.08) * lid_open * us  # inner and outer corner at different heights
+    upper_v = lid_shift - lid_open * max(openness, 0.02) * 1.15 * inside ** 0.8 + canthus + rng.normal(0, 0.03 * lid_open)
+    lower_v = lid_shift + lid_open * max(openness, 0.02) * 0.85 * inside ** 0.9 + canthus + rng.normal(0, 0.03 * lid_open)
+    upper = np.stack(to_frame(us * half_width, upper_v), axis=1)  # (33, 2) x, y
+    lower = np.stack(to_frame(us * half_width, lower_v), axis=1)
+    polygon = np.concatenate([upper, lower[::-1]])
 
-    # Geometry of iris and pupil (pupil foreshortened and rotated with gaze).
-    pupil_radius = float(np.clip(rng.lognormal(math.log(28 * r_iris / 97.0), 0.3), 10, 65))
-    pupil_radius = min(pupil_radius, 0.72 * r_iris)
-    tilt = float(np.hypot(*gaze))
-    minor = pupil_radius * math.cos(min(tilt, 1.0) * 0.9)
-    angle = math.degrees(math.atan2(gaze[1], gaze[0])) if tilt > 1e-3 else 0.0
-    px = iris_x + rng.normal(0, 2.5)
-    py = iris_y + rng.normal(0, 2.5)
-    iris_disk = ((xx - iris_x) ** 2 + (yy - iris_y) ** 2) <= r_iris ** 2
-    pupil_mask = np.zeros((HEIGHT, WIDTH), np.uint8)
-    cv2.ellipse(pupil_mask, ((px, py), (2 * pupil_radius, 2 * minor), angle), 1, -1, cv2.LINE_8)
-    pupil_disk = pupil_mask.astype(bool)
+    iris_u, iris_v = gaze[0] * half_width * 0.5, gaze[1] * lid_open * 0.6
+    iris_x, iris_y = to_frame(iris_u, iris_v)
+    tilt = math.hypot(*gaze)
+    angle = math.degrees(math.atan2(gaze[1], gaze[0]) + roll) if tilt > 1e-3 else math.degrees(roll)
+    pupil_radius = float(np.clip(r_iris * rng.uniform(0.2, 0.68), 3.5, 0.72 * r_iris))
+    px, py = iris_x + rng.normal(0, 0.03 * r_iris), iris_y + rng.normal(0, 0.03 * r_iris)
+    iris_axes = (r_iris, r_iris * math.cos(min(tilt, 1.0) * 0.5))
+    pupil_axes = (pupil_radius, pupil_radius * math.cos(min(tilt, 1.0) * 0.9))
 
-    label = np.zeros((HEIGHT, WIDTH), np.uint8)
-    label[opening] = 1
-    label[opening & iris_disk] = 2
-    label[opening & pupil_disk] = 3
+    # ---- label (hard masks from the geometry)
+    label = np.zeros((h, w), np.uint8)
+    x0, y0, bw, bh = cv2.boundingRect(np.round(polygon).astype(np.int32))
+    x0, y0, x1, y1 = max(0, x0 - 2), max(0, y0 - 2), min(w, x0 + bw + 3), min(h, y0 + bh + 3)  # the eye opening's box
+    if openness > 0 and x1 > x0 and y1 > y0:
+        shift = np.array([x0, y0])
+        opening = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillPoly(opening, [_fixed(polygon - shift)], 1, cv2.LINE_8, SUBPIXEL)
+        classes = opening.copy()  # sclera 1, iris 2, pupil 3 where the lids leave the eye open
+        _ellipse(classes, (iris_x - x0, iris_y - y0), iris_axes, angle, 2, line=cv2.LINE_8)
+        _ellipse(classes, (px - x0, py - y0), pupil_axes, angle, 3, line=cv2.LINE_8)
+        label[y0:y1, x0:x1] = classes * opening
 
-    # Skin: low-frequency shading, bright lid folds above the upper lid, darker crease.
-    skin = traits.skin + _smooth_field(rng, (5, 8), 14.0)
-    fold = np.exp(-((yy - (upper - traits.lid_open * rng.uniform(0.5, 0.9))) ** 2) / (2 * (18 + 10 * rng.random()) ** 2))
-    fold_extent = np.exp(-np.clip(np.abs(u) - 0.7, 0, None) ** 2 / 0.08)  # fades out past the eye corners
-    skin += fold * rng.uniform(25, 70) * fold_extent + _smooth_field(rng, (40, 64), 6.0)
-    crease = np.exp(-((yy - upper) ** 2) / (2 * 5.0 ** 2)) * (np.abs(u) < 1.1)
-    skin -= crease * rng.uniform(15, 35)
-    image = skin
+    # ---- photometry
+    pupil_gray = traits.pupil_gray + rng.normal(0, 1.0 if openeds else 4.0)
+    iris_gray = min(pupil_gray + traits.iris_delta * rng.uniform(0.9, 1.1), 240.0)
+    sclera_gray = float(np.clip(iris_gray + traits.sclera_delta, pupil_gray + 3, 245)) if not openeds else max(iris_gray + traits.sclera_delta, float(rng.uniform(62, 74)))
+    skin_gray = traits.skin + rng.normal(0, 4)
 
-    # Sclera: slightly shaded, darker towards the corners of the eye.
-    sclera = traits.sclera_gray + _smooth_field(rng, (6, 10), 5.0) - 14.0 * np.abs(u) ** 2
-    image = np.where(opening, sclera, image)
+    # skin: shading, texture, lid fold highlight and crease (wide soft shapes drawn at quarter resolution)
+    quarter = (max(1, h // 4), max(1, w // 4))
+    qy, qx = _grid(*quarter)
+    low = skin_gray + _smooth_field(rng, (5, 8), rng.uniform(6, 16), quarter)  # everything smooth, at quarter resolution
+    if not openeds and rng.random() < 0.5:  # light falls off across the face
+        direction = rng.uniform(0, 2 * math.pi)
+        low += rng.uniform(10, 50) * ((qx / quarter[1] - 0.5) * math.cos(direction) + (qy / quarter[0] - 0.5) * math.sin(direction))
+    fold_v = upper_v - lid_open * rng.uniform(0.5, 0.9)
+    fold_pts = np.stack(to_frame(us * half_width * 1.1, fold_v), axis=1)
+    fold_gain = rng.uniform(25, 70) if openeds else rng.uniform(-20, 60)
+    low += fold_gain * _soft(quarter, lambda c, f: cv2.polylines(c, [_fixed(fold_pts * f)], False, 1.0, max(1, int(lid_open * f * 0.5)), cv2.LINE_AA, SUBPIXEL),
+                             lid_open * 0.35, factor=4, full=(h, w))
+    crease = rng.uniform(15, 35)
+    low -= crease * _soft(quarter, lambda c, f: cv2.polylines(c, [_fixed(upper * f)], False, 1.0, max(1, int(lid_open * f * 0.12)), cv2.LINE_AA, SUBPIXEL),
+                          lid_open * 0.1, factor=4, full=(h, w))
+    image = cv2.resize(low, (w, h), interpolation=cv2.INTER_LINEAR)
+    image += _smooth_field(rng, (h // 10, w // 10), rng.uniform(1.0, 6.0), (h, w), cubic=False)  # pores and skin texture
 
-    # Iris: radial texture, darker limbal ring, darker collarette near the pupil.
-    theta = np.arctan2(yy - iris_y, xx - iris_x)
-    rad = np.sqrt((xx - iris_x) ** 2 + (yy - iris_y) ** 2) / r_iris
-    spokes = sum(np.sin(theta * k + rng.uniform(0, 2 * np.pi)) * rng.uniform(0.3, 1.0) for k in (23, 37, 61, 89))
-    iris = traits.iris_gray + traits.iris_texture * (spokes / 2.0) * (0.5 + rad) + _smooth_field(rng, (20, 32), traits.iris_texture * 0.6)
-    iris -= rng.uniform(6, 16) * np.clip((rad - 0.82) / 0.18, 0, 1) ** 2  # limbal ring
-    image = np.where(opening & iris_disk, iris, image)
-    # soft limbus: blend a 2-px band
-    pupil_gray = rng.normal(33.5, 1.8)
-    pupil = pupil_gray + rng.normal(0, 1.0, (HEIGHT, WIDTH)).astype(np.float32)
-    image = np.where(opening & pupil_disk, pupil, image)
-
-    # Eyelashes: dark curved strands from the upper lid, crossing into the opening.
-    overlay = np.zeros((HEIGHT, WIDTH), np.float32)
-    for _ in range(int(rng.integers(15, 60))):
-        x0 = eye_x + rng.uniform(-1.0, 1.0) * traits.eye_width
-        col = int(np.clip(x0, 0, WIDTH - 1))
-        y0 = float(upper[0, col] if upper.ndim == 2 else upper)
-        length = rng.uniform(15, 60) * traits.lid_open / 62.0
-        direction = rng.uniform(-0.5, 0.5) + (np.pi / 2 if rng.random() < 0.45 else -np.pi / 2)
-        bend = rng.uniform(-0.02, 0.02)
-        pts = []
-        for t in np.linspace(0, 1, 8):
-            a = direction + bend * t * length
-            pts.append((x0 + math.cos(a) * t * length, y0 + math.sin(a) * t * length))
-        cv2.polylines(overlay, [np.array(pts, np.int32)], False, float(rng.uniform(0.5, 1.0)), int(rng.integers(1, 3)), cv2.LINE_AA)
-    image = image * (1 - 0.65 * overlay) + 18.0 * 0.65 * overlay
-
-    # Fresnel lens rings across the whole frame.
-    ring_cx, ring_cy = WIDTH / 2 + rng.normal(0, 60), HEIGHT / 2 + rng.normal(0, 40)
-    ring_r = np.sqrt((xx - ring_cx) ** 2 + (yy - ring_cy) ** 2)
-    image += rng.uniform(1.5, 5.0) * np.sin(2 * np.pi * ring_r / rng.uniform(9, 22))
-
-    # Vignetting: deep shadows near the corners.
-    corner = ((xx - WIDTH / 2) / (WIDTH / 2)) ** 2 + ((yy - HEIGHT / 2) / (HEIGHT / 2)) ** 2
-    image *= np.clip(1.0 - rng.uniform(0.25, 0.6) * corner / 2.0 * (1 + 0.6 * corner), 0.15, 1.0)
-
-    # Optics: defocus blur, then glints (sharper, saturated), then exposure and sensor noise.
-    sigma = rng.uniform(0.6, 1.4) if rng.random() < 0.75 else rng.uniform(1.8, 3.2)
-    image = cv2.GaussianBlur(image.astype(np.float32), (0, 0), sigma)
-    glints = np.zeros((HEIGHT, WIDTH), np.float32)
+    # eye: sclera, iris, pupil composed inside the opening's bounding box
     if openness > 0:
-        n_glints = int(rng.integers(6, 13))
-        ring = r_iris * rng.uniform(0.35, 0.75)
+        if x1 > x0 and y1 > y0:
+            box = (slice(y0, y1), slice(x0, x1))
+            bx, by = xx[box], yy[box]
+            local = lambda pts: pts - (x0, y0)  # noqa: E731
+            alpha_open = np.zeros((y1 - y0, x1 - x0), np.uint8)
+            cv2.fillPoly(alpha_open, [_fixed(local(polygon))], 255, cv2.LINE_AA, SUBPIXEL)
+            alpha_open = alpha_open.astype(np.float32) / 255
+            u_rel = ((bx - eye_x) * cos_r + (by - eye_y) * sin_r) / half_width
+            sclera = sclera_gray - rng.uniform(6, 20) * u_rel * u_rel + _smooth_field(rng, (4, 6), 3.0, (y1 - y0, x1 - x0))
+            region = _blend(image[box], alpha_open, sclera)
+            # iris and pupil inside the iris's own box (the pupil lies within the iris)
+            ix0, iy0 = max(x0, int(iris_x - r_iris) - 3), max(y0, int(iris_y - r_iris) - 3)
+            ix1, iy1 = min(x1, int(iris_x + r_iris) + 4), min(y1, int(iris_y + r_iris) + 4)
+            if ix1 > ix0 and iy1 > iy0:
+                ibox = (slice(iy0 - y0, iy1 - y0), slice(ix0 - x0, ix1 - x0))
+                ix, iy = xx[iy0:iy1, ix0:ix1] - iris_x, yy[iy0:iy1, ix0:ix1] - iris_y
+                inner_open = alpha_open[ibox]
+                alpha_iris = np.zeros_like(inner_open)
+                _ellipse(alpha_iris, (iris_x - ix0, iris_y - iy0), iris_axes, angle, 1.0)
+                rad = np.sqrt(ix * ix + iy * iy) * (1.0 / r_iris)
+                iris = iris_gray - rng.uniform(0.2, 0.6) * traits.iris_delta * np.clip((rad - 0.82) * (1 / 0.18), 0, 1) ** 2  # limbal ring
+                if traits.iris_texture > 0:
+                    theta = cv2.phase(ix, iy)  # radians, 4x faster than np.arctan2
+                    spokes = sum(np.sin(theta * k + rng.uniform(0, 2 * np.pi)) * rng.uniform(0.3, 1.0) for k in (23, 37, 61))
+                    iris += traits.iris_texture * 0.5 * spokes * (0.5 + np.minimum(rad, 1.2)) + _smooth_field(rng, (12, 12), traits.iris_texture * 0.4, inner_open.shape)
+                inner = _blend(region[ibox], alpha_iris * inner_open, iris)
+                alpha_pupil = np.zeros_like(inner_open)
+                _ellipse(alpha_pupil, (px - ix0, py - iy0), pupil_axes, angle, 1.0)
+                edge_sigma = rng.uniform(0.3, 1.5) * (1.0 if openeds else max(1.0, pupil_radius / 25))
+                alpha_pupil = cv2.GaussianBlur(alpha_pupil, (0, 0), edge_sigma)
+                pupil = np.empty_like(inner_open)
+                cv2.randn(pupil, pupil_gray, 1.0 if openeds else float(rng.uniform(0.5, 3.0)))
+                region[ibox] = _blend(inner, alpha_pupil * inner_open, pupil)
+            # the upper lid shades the top of the eye
+            small = cv2.resize(1.0 - alpha_open, ((x1 - x0 + 3) // 4, (y1 - y0 + 3) // 4), interpolation=cv2.INTER_AREA)
+            shade = cv2.resize(cv2.GaussianBlur(small, (0, 0), max(0.5, lid_open * 0.03)), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+            region *= 1.0 - rng.uniform(0.1, 0.45) * shade * alpha_open
+            image[box] = region
+
+    # dark distractors: lashes, eyeliner, eyebrow, eye corners, skin folds, round blobs outside the eye
+    lashes = np.zeros((h, w), np.float32)
+    n_lashes = int(rng.integers(15, 60) if openeds else 120 * traits.lash_density * rng.uniform(0.5, 1.0))
+    lash_len = lid_open * (1.0 if openeds else rng.uniform(0.4, 1.1))
+    clump_dir = rng.uniform(-0.5, 0.5)
+    if n_lashes:
+        t = rng.uniform(-1.0, 1.0, n_lashes)
+        lower_lash = rng.random(n_lashes) < 0.25
+        anchor = np.stack(to_frame(t * half_width, np.where(lower_lash, np.interp(t, us, lower_v), np.interp(t, us, upper_v))), axis=1)  # (n, 2)
+        length = rng.uniform(0.25, 1.0, n_lashes) * lash_len * np.where(lower_lash, 0.5, 1.0)
+        into_eye = (rng.random(n_lashes) < 0.45) != lower_lash  # most upper lashes point up, most lower ones down
+        direction = np.where(rng.random(n_lashes) < 0.5, clump_dir, rng.uniform(-0.5, 0.5, n_lashes)) + np.where(into_eye, math.pi / 2, -math.pi / 2) + roll
+        bend = rng.uniform(-0.6, 0.6, n_lashes) / np.maximum(length, 1.0)
+        ts = np.linspace(0.0, 1.0, 6)
+        angles = direction[:, None] + bend[:, None] * ts * length[:, None]  # (n, 6)
+        strands = anchor[:, None, :] + np.stack([np.cos(angles), np.sin(angles)], axis=2) * (ts * length[:, None])[..., None]
+        _draw_strands(lashes, strands, rng)
+    lash_gray = rng.uniform(10, 30) if openeds else min(rng.uniform(0, 70), skin_gray)
+    if traits.eyeliner:
+        thickness = max(1, int(r_iris * rng.uniform(0.04, 0.12)))
+        cv2.polylines(lashes, [_fixed(upper)], False, 1.0, thickness, cv2.LINE_AA, SUBPIXEL)
+        if rng.random() < 0.4:
+            cv2.polylines(lashes, [_fixed(lower)], False, 0.8, max(1, thickness // 2), cv2.LINE_AA, SUBPIXEL)
+    if traits.eyebrow:
+        brow_v = upper_v.min() - lid_open * rng.uniform(1.2, 2.4)
+        n_hairs = int(rng.integers(60, 160))
+        t = rng.uniform(-1.1, 1.1, n_hairs)
+        start = np.stack(to_frame(t * half_width, brow_v + lid_open * (0.25 * t * t + rng.normal(0, 0.12, n_hairs))), axis=1)
+        angles = roll - math.pi / 2 * 0.2 * np.sign(t) + rng.normal(0, 0.3, n_hairs)
+        end = start + (rng.uniform(0.1, 0.35, n_hairs) * lid_open)[:, None] * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+        _draw_strands(lashes, np.stack([start, end], axis=1), rng)
+    image = _blend_sparse(image, 0.8 * np.clip(lashes, 0, 1), lash_gray)
+    shading = np.ones(quarter, np.float32)  # multiplicative, at quarter resolution: corners, folds, vignetting
+    if rng.random() < 0.4:  # shadowed eye corners
+        corners = [to_frame(-half_width, canthus[0]), to_frame(half_width, canthus[-1])]
+        dark = _soft(quarter, lambda c, f: [_ellipse(c, (cx_ * f, cy_ * f), (lid_open * 0.5 * f, lid_open * 0.35 * f), math.degrees(roll), 1.0) for cx_, cy_ in corners],
+                     lid_open * 0.3, full=(h, w))
+        shading *= 1.0 - rng.uniform(0.2, 0.6) * np.clip(dark, 0, 1)
+    if not openeds and rng.random() < 0.3:  # skin folds below or above the eye
+        folds = [np.stack(to_frame(us * half_width * rng.uniform(0.6, 1.4), rng.choice([-1, 1]) * lid_open * rng.uniform(1.2, 3.0) + rng.normal(0, 0.15) * lid_open * inside), axis=1)
+                 for _ in range(int(rng.integers(1, 4)))]
+        dark = _soft(quarter, lambda c, f: cv2.polylines(c, [_fixed(fold * f) for fold in folds], False, 1.0, 1, cv2.LINE_AA, SUBPIXEL), max(2.0, lid_open * 0.08), full=(h, w))
+        shading *= 1.0 - rng.uniform(0.2, 0.5) * np.clip(dark / max(float(dark.max()), 1e-6), 0, 1)
+    if openeds or rng.random() < 0.5:  # vignetting
+        corner = ((qx - quarter[1] / 2) / (quarter[1] / 2)) ** 2 + ((qy - quarter[0] / 2) / (quarter[0] / 2)) ** 2
+        shading *= np.clip(1.0 - rng.uniform(0.25, 0.6) * corner / 2.0 * (1 + 0.6 * corner), 0.15, 1.0)
+    if not openeds and rng.random() < 0.3:  # dark round blobs of pupil size on the skin (moles, nostrils, shadows)
+        blobs = np.zeros((h, w), np.float32)
+        for _ in range(int(rng.integers(1, 4))):
+            bu, bv = rng.uniform(-2.5, 2.5) * half_width, rng.choice([-1, 1]) * rng.uniform(1.2, 3.5) * lid_open
+            size = pupil_radius * rng.uniform(0.5, 1.5)
+            _ellipse(blobs, to_frame(bu, bv), (size, size * rng.uniform(0.6, 1.0)), rng.uniform(0, 180), 1.0)
+        blobs = cv2.GaussianBlur(blobs, (0, 0), max(0.5, pupil_radius * 0.1))
+        image = _blend(image, blobs, pupil_gray + rng.uniform(-15, 15))
+
+    # optics: Fresnel rings, vignetting, eyeglass reflections, defocus, glints
+    if rng.random() < (0.8 if openeds else 0.1):
+        ring_r = np.sqrt((xx - w / 2 - rng.normal(0, 60)) ** 2 + (yy - h / 2 - rng.normal(0, 40)) ** 2)
+        image += rng.uniform(1.5, 5.0) * np.sin(ring_r * (2 * np.pi / rng.uniform(9, 22)))
+    image *= cv2.resize(shading, (w, h), interpolation=cv2.INTER_LINEAR)
+    if traits.glasses:
+        glare = _soft((h, w), lambda c, f: [_ellipse(c, (rng.uniform(0, w) * f, rng.uniform(0, h) * f), (rng.uniform(0.1, 0.4) * w * f, rng.uniform(0.05, 0.25) * h * f),
+                                                     rng.uniform(0, 180), 1.0) for _ in range(int(rng.integers(1, 4)))], 0.05 * w)
+        image = _blend(image, rng.uniform(0.1, 0.5) * np.clip(glare, 0, 1), 250.0)
+        if rng.random() < 0.5:  # lens rim
+            rim = np.zeros((h, w), np.float32)
+            _ellipse(rim, (eye_x + rng.normal(0, half_width * 0.3), eye_y + rng.normal(0, lid_open)), (half_width * rng.uniform(1.4, 2.2), lid_open * rng.uniform(2.5, 4.0)),
+                     math.degrees(roll), 1.0, thickness=max(1, int(r_iris * 0.08)))
+            image = _blend(image, cv2.GaussianBlur(rim, (0, 0), 1.5), rng.choice([rng.uniform(0, 40), rng.uniform(180, 255)]))
+    if openeds:
+        sigma = rng.uniform(0.6, 1.4) if rng.random() < 0.75 else rng.uniform(1.8, 3.2)
+    else:
+        sigma = rng.uniform(0.3, 1.5) if rng.random() < 0.7 else rng.uniform(1.5, 3.5)
+    image = cv2.GaussianBlur(image.astype(np.float32), (0, 0), sigma)
+    if not openeds and rng.random() < 0.15:  # motion blur
+        length = int(rng.integers(3, 12))
+        kernel = np.zeros((length, length), np.float32)
+        cv2.line(kernel, (0, int(rng.integers(length))), (length - 1, int(rng.integers(length))), 1.0, 1)
+        image = cv2.filter2D(image, -1, kernel / kernel.sum())
+    if openness > 0:
+        glints = np.zeros((h, w), np.float32)
+        n_glints = int(rng.integers(6, 13)) if openeds else int(rng.integers(0, 13))
+        ring = r_iris * rng.uniform(0.35, 0.9)
         phase = rng.uniform(0, 2 * np.pi)
         for k in range(n_glints):
-            a = phase + 2 * np.pi * k / n_glints + rng.normal(0, 0.12)
-            gx, gy = iris_x + gaze[0] * 25 + ring * math.cos(a), iris_y + gaze[1] * 15 + ring * 0.8 * math.sin(a)
-            if k == 0 and rng.random() < 0.5:  # a glint on the pupil edge
-                gx, gy = px + pupil_radius * math.cos(a), py + minor * math.sin(a)
-            radius = rng.uniform(1.2, 3.2)
-            cv2.circle(glints, (int(gx), int(gy)), int(max(1, radius)), 1.0, -1, cv2.LINE_AA)
+            a = phase + 2 * np.pi * k / max(n_glints, 1) + rng.normal(0, 0.12)
+            gx, gy = iris_x + gaze[0] * r_iris * 0.25 + ring * math.cos(a), iris_y + gaze[1] * r_iris * 0.15 + ring * 0.8 * math.sin(a)
+            if k == 0 and rng.random() < 0.5:  # a glint on the pupil edge or inside it
+                inner = 1.0 if openeds else rng.uniform(0.0, 1.0)
+                gx, gy = px + inner * pupil_axes[0] * math.cos(a), py + inner * pupil_axes[1] * math.sin(a)
+            radius = rng.uniform(1.2, 3.2) if openeds else max(0.6, r_iris * rng.uniform(0.005, 0.06))
+            _ellipse(glints, (gx, gy), (radius, radius * rng.uniform(0.7, 1.0)), rng.uniform(0, 180), 1.0)
         if rng.random() < 0.15:  # a large saturated glint, often on or inside the pupil
-            bx = px + rng.uniform(-0.6, 0.6) * pupil_radius
-            by = py + rng.uniform(-0.6, 0.6) * minor
-            cv2.ellipse(glints, ((bx, by), (rng.uniform(8, 16), rng.uniform(8, 14)), rng.uniform(0, 180)), 1.0, -1, cv2.LINE_AA)
+            bx_, by_ = px + rng.uniform(-0.6, 0.6) * pupil_axes[0], py + rng.uniform(-0.6, 0.6) * pupil_axes[1]
+            size = rng.uniform(8, 16) if openeds else pupil_radius * rng.uniform(0.2, 0.6)
+            _ellipse(glints, (bx_, by_), (size / 2, size / 2 * rng.uniform(0.7, 1.0)), rng.uniform(0, 180), 1.0)
         glints = cv2.GaussianBlur(glints, (0, 0), 0.8)
-        glints *= (opening | (np.abs(u) < 1.0)).astype(np.float32)
-    image = image * (1 - np.clip(glints, 0, 1)) + np.clip(glints, 0, 1) * rng.uniform(215, 255)
+        image = _blend_sparse(image, np.clip(glints, 0, 1), rng.uniform(215, 255) if openeds else rng.uniform(150, 255))
 
-    gain = rng.uniform(0.8, 1.2)
-    image = (image - 60.0) * rng.uniform(0.85, 1.2) + 60.0
-    image = image * gain
-    image += rng.normal(0, rng.uniform(1.5, 4.0), (HEIGHT, WIDTH))
-    image += np.sqrt(np.clip(image, 0, None)) * rng.normal(0, 0.25, (HEIGHT, WIDTH))  # shot noise
-    return np.clip(np.round(image), 0, 255).astype(np.uint8), label
+    # sensor: exposure, noise, low resolution, compression
+    gain, contrast = (rng.uniform(0.8, 1.2) if openeds else rng.uniform(0.6, 1.5)), rng.uniform(0.85, 1.2)
+    offset = 0.0 if openeds else rng.uniform(-20, 20)
+    image *= gain * contrast  # ((image - 60) * contrast + 60) * gain + offset
+    image += 60.0 * (1 - contrast) * gain + offset + 0.5  # + 0.5: rounding before the cast
+    noise = np.empty((h, w), np.float32)
+    sigma = float(rng.uniform(1.5, 4.0) if openeds else rng.uniform(0.5, 12.0))
+    cv2.randn(noise, 0.0, sigma)
+    if openeds:  # shot noise grows with the signal
+        shot = np.sqrt(np.maximum(image, 0))
+        shot *= 0.25 / sigma
+        shot += 1.0
+        noise *= shot
+    image += noise
+    image = np.clip(image, 0, 255, out=image).astype(np.uint8)
+    if traits.lowres > 1:
+        small = cv2.resize(image, (max(8, int(w / traits.lowres)), max(8, int(h / traits.lowres))), interpolation=cv2.INTER_AREA)
+        image = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC if rng.random() < 0.5 else cv2.INTER_LINEAR)
+    if not openeds and rng.random() < 0.3:
+        ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(15, 91))])
+        image = cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE)
+    return _letterbox(image, label, traits, rng)
 
 
+def _letterbox(image: np.ndarray, label: np.ndarray, traits: Subject, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Content frame -> 400x640 output, top-left as training.evaluate letterboxes (padding replicated or constant)."""
+    h, w = image.shape
+    if (h, w) == (HEIGHT, WIDTH):
+        return image, label
+    pad = (0, HEIGHT - h, 0, WIDTH - w)
+    if traits.pad_mode == "replicate":
+        out = cv2.copyMakeBorder(image, *pad, cv2.BORDER_REPLICATE)
+    else:
+        value = 0 if traits.pad_mode == "black" else int(rng.integers(60, 200))
+        out = cv2.copyMakeBorder(image, *pad, cv2.BORDER_CONSTANT, value=value)
+    return out, cv2.copyMakeBorder(label, *pad, cv2.BORDER_CONSTANT, value=0)
+
+
+# ------------------------------------------------------------------------------------------------ layout
 def frame_plan(num_images: int, seed: int) -> list[tuple[str, int, int]]:
     """(split, frame index, subject) for every frame: 70/15/15 % of frames, each subject in exactly one split."""
     n_val = max(1, round(0.15 * num_images)) if num_images >= 3 else 0
@@ -205,9 +461,9 @@ def frame_plan(num_images: int, seed: int) -> list[tuple[str, int, int]]:
     return sorted(plan, key=lambda item: item[1])
 
 
-def _write_one(args: tuple[str, str, int, int, int]) -> None:
-    output_dir, split, index, subject, seed = args
-    image, label = render_frame(seed, index, subject)
+def _write_one(args: tuple[str, str, int, int, int, str | None]) -> None:
+    output_dir, split, index, subject, seed, family = args
+    image, label = render_frame(seed, index, subject, family)
     stem = f"S{subject:03d}_{index:06d}"
     root = Path(output_dir) / split
     if not cv2.imwrite(str(root / "images" / f"{stem}.png"), image):
@@ -215,22 +471,33 @@ def _write_one(args: tuple[str, str, int, int, int]) -> None:
     np.save(root / "labels" / f"{stem}.npy", label)
 
 
-def generate(output_dir: str | Path, num_images: int, seed: int = 0, workers: int = 0) -> dict[str, int]:
-    """Writes `num_images` frames; returns the count per split. workers=0 uses every core."""
+def generate(output_dir: str | Path, num_images: int, seed: int = 0, workers: int = 0, families: list[str] | None = None) -> dict[str, int]:
+    """Writes `num_images` frames; returns the count per split. workers=0 uses every core. `families` limits the
+    camera families (each subject then draws one of them, in proportion to FAMILIES)."""
     output_dir = Path(output_dir)
+    unknown = sorted(set(families or ()) - set(FAMILIES))
+    if unknown:
+        raise ValueError(f"unknown families {unknown}; choose from {sorted(FAMILIES)}")
     plan = frame_plan(num_images, seed)
     for split, _ in SPLITS:
         (output_dir / split / "images").mkdir(parents=True, exist_ok=True)
         (output_dir / split / "labels").mkdir(parents=True, exist_ok=True)
-    jobs = [(str(output_dir), split, index, subject, seed) for split, index, subject in plan]
+    jobs = [(str(output_dir), split, index, subject, seed, _pick_family(seed, subject, families)) for split, index, subject in plan]
     workers = workers or os.cpu_count() or 1
     if workers == 1:
         for job in jobs:
             _write_one(job)
     else:
         with ProcessPoolExecutor(workers) as pool:
-            list(pool.map(_write_one, jobs, chunksize=4))
+            list(pool.map(_write_one, jobs, chunksize=8))
     return {split: sum(1 for s, _, _ in plan if s == split) for split, _ in SPLITS}
+
+
+def _pick_family(seed: int, subject: int, families: list[str] | None) -> str | None:
+    if not families or set(families) == set(FAMILIES):
+        return None
+    shares = np.array([FAMILIES[name] for name in families])
+    return families[int(np.random.default_rng([seed, 3, subject]).choice(len(families), p=shares / shares.sum()))]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -239,8 +506,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-images", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0, help="processes (0: all cores)")
+    parser.add_argument("--families", default="", help=f"comma-separated subset of {','.join(FAMILIES)} (default: all)")
     args = parser.parse_args(argv)
-    counts = generate(args.output_dir, args.num_images, args.seed, args.workers)
+    families = [name.strip() for name in args.families.split(",") if name.strip()] or None
+    counts = generate(args.output_dir, args.num_images, args.seed, args.workers, families)
     print(f"wrote {sum(counts.values())} synthetic frames to {args.output_dir}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 

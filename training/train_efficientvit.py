@@ -95,8 +95,10 @@ def run_training(config: dict, gpus: int = 1) -> dict:
         result = train(cfg, on_checkpoint=commit_volume)
         best = result.best_metric
     commit_volume()
-    onnx_path = run_dir / "best_efficientvit_model.onnx"
-    return {"run_dir": str(run_dir), "best_metric": best, "onnx": onnx_path.read_bytes() if onnx_path.exists() else None}
+    from training.tasks import get_task
+
+    onnx_path = run_dir / get_task(cfg.task).onnx_name  # best_efficientvit_model.onnx or best_ellipse_model.onnx
+    return {"run_dir": str(run_dir), "best_metric": best, "onnx_name": onnx_path.name, "onnx": onnx_path.read_bytes() if onnx_path.exists() else None}
 
 
 def _run_ddp(cfg: TrainConfig, gpus: int) -> None:
@@ -162,7 +164,7 @@ def main(**options) -> None:
     result = train_remote.with_options(gpu=gpu).remote(cfg.to_dict(), gpu_count(gpu))
     print(f"best valid metric {result['best_metric']:.4f}; run directory on the volume: {result['run_dir']}")
     if result["onnx"]:
-        local = local_output_dir / cfg.run_name / "best_efficientvit_model.onnx"
+        local = local_output_dir / cfg.run_name / result["onnx_name"]
         local.parent.mkdir(parents=True, exist_ok=True)
         local.write_bytes(result["onnx"])
         print(f"best ONNX model: {local} ({len(result['onnx']) / 1024:.0f} KB)")

@@ -6,6 +6,8 @@ from training.models.efficientvit import (
     TinyEfficientViTSeg,
     build_model,
     count_parameters,
+    pretrained_card,
+    pretrained_onnx_path,
 )
 
-__all__ = ["VARIANTS", "EfficientViTConfig", "TinyEfficientViTSeg", "build_model", "count_parameters"]
+__all__ = ["VARIANTS", "EfficientViTConfig", "TinyEfficientViTSeg", "build_model", "count_parameters", "pretrained_card", "pretrained_onnx_path"]

@@ -11,8 +11,10 @@ including the stride-2 stem, so pupil boundaries stay sharp at full resolution.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -296,10 +298,34 @@ def _fuse_children(module: nn.Module) -> None:
             _fuse_children(child)
 
 
-def build_model(variant: str = "tiny") -> TinyEfficientViTSeg:
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"  # training/weights: shipped pretrained weights + model card
+
+
+def pretrained_card() -> dict:
+    """The model card of the shipped weights (training/weights/pretrained.json): variant, files, recipe, metrics."""
+    path = WEIGHTS_DIR / "pretrained.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no pretrained weights are shipped with this installation")
+    return json.loads(path.read_text())
+
+
+def pretrained_onnx_path() -> Path:
+    """The shipped ONNX model (`python -m training.predict --model pretrained` uses it)."""
+    return WEIGHTS_DIR / pretrained_card()["onnx"]
+
+
+def build_model(variant: str = "tiny", pretrained: bool = False) -> TinyEfficientViTSeg:
+    """A TinyEfficientViTSeg of the named variant; pretrained=True loads the shipped weights (timm style), trained
+    on synthetic frames only (training/weights/pretrained.json says how), to predict with or to fine-tune."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown model variant {variant!r}; choose one of {sorted(VARIANTS)}")
-    return TinyEfficientViTSeg(VARIANTS[variant])
+    model = TinyEfficientViTSeg(VARIANTS[variant])
+    if pretrained:
+        card = pretrained_card()
+        if card["variant"] != variant:
+            raise ValueError(f"pretrained weights ship for the {card['variant']!r} variant only, not {variant!r}")
+        model.load_state_dict(torch.load(WEIGHTS_DIR / card["state_dict"], map_location="cpu", weights_only=True))
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,0 +1,77 @@
+"""The shipped pretrained weights (training/weights/): loading, ONNX parity, use without training, fine-tuning, and
+the one command that reproduces them."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import run_python
+from training import preprocess
+from training.models import build_model, pretrained_card, pretrained_onnx_path
+from training.models.efficientvit import WEIGHTS_DIR
+
+
+def test_pretrained_weights_load_and_match_their_onnx_file(raw_dir):
+    """Scenario: Pretrained weights load and agree with their ONNX file"""
+    from training.export import ort_session
+
+    card = pretrained_card()
+    for key in ("variant", "onnx", "state_dict", "command", "recipe", "metrics", "best_epoch", "trained_on"):
+        assert key in card, key
+    assert card["recipe"]["seed"] == card["recipe"]["train_config"]["seed"] and "synthetic_test" in card["metrics"]
+    assert "python -m training.pretrain" in card["command"]
+    onnx_path = pretrained_onnx_path()
+    assert onnx_path.stat().st_size < 300 * 1024 and (WEIGHTS_DIR / card["state_dict"]).is_file()
+    model = build_model(card["variant"], pretrained=True).eval()
+    shipped = torch.load(WEIGHTS_DIR / card["state_dict"], map_location="cpu", weights_only=True)
+    assert all(torch.equal(value, shipped[name]) for name, value in model.state_dict().items())
+    image = preprocess.preprocess_image(cv2.imread(str(next((raw_dir / "validation" / "images").glob("*.png"))), cv2.IMREAD_GRAYSCALE))
+    batch = preprocess.to_model_input(image)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(batch)).numpy()
+    session = ort_session(onnx_path.read_bytes(), 1)
+    got = session.run(None, {session.get_inputs()[0].name: batch})[0]
+    assert np.abs(got - expected).max() <= 1e-3 * np.abs(expected).max()
+    other = next(v for v in ("tiny", "small", "base") if v != card["variant"])
+    with pytest.raises(ValueError, match="pretrained weights ship for"):
+        build_model(other, pretrained=True)
+
+
+def test_predict_with_the_pretrained_model_and_fine_tune_from_it(raw_dir, precomputed, tmp_path):
+    """Scenario: Predict and fine-tune from the pretrained weights"""
+    from training.config import TrainConfig
+    from training.engine import train
+
+    image = next((raw_dir / "validation" / "images").glob("*.png"))
+    result = run_python(["-m", "training.predict", "--model", "pretrained", str(image), "--output-dir", str(tmp_path / "pred")])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "pred" / "predictions.csv").read_text().count("\n") == 2
+    card = pretrained_card()
+    cfg = TrainConfig(dataset=str(precomputed / "dataset"), model_variant=card["variant"], pretrained=True, epochs=1, batch_size=2, limit=2,
+                      lr=1e-12, weight_decay=0.0, freeze_bn=True, augment=False, output_dir=str(tmp_path / "runs"), run_name="ft",
+                      overlay_every=0, export_onnx=False)
+    run = train(cfg)
+    tuned = torch.load(run.run_dir / "best_state_dict.pt", map_location="cpu", weights_only=True)
+    shipped = torch.load(WEIGHTS_DIR / card["state_dict"], map_location="cpu", weights_only=True)
+    assert all(torch.allclose(tuned[name], shipped[name], atol=1e-6) for name in shipped)
+    fresh = build_model(card["variant"]).state_dict()
+    assert not all(torch.allclose(fresh[name].float(), shipped[name].float()) for name in shipped)
+
+
+@pytest.mark.slow
+def test_pretrain_command_writes_weights_and_a_card(tmp_path):
+    """Scenario: The pretrain command writes weights and a card"""
+    weights = tmp_path / "weights"
+    result = run_python(["-m", "training.pretrain", "--output-dir", str(tmp_path / "out"), "--weights-dir", str(weights),
+                         "--num-images", "16", "--epochs", "1", "--model-variant", "tiny"], env={"MLFLOW_TRACKING_URI": ""})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    card = json.loads((weights / "pretrained.json").read_text())
+    assert card["variant"] == "tiny" and (weights / card["onnx"]).stat().st_size < 300 * 1024
+    assert "--num-images 16" in card["command"] and card["recipe"]["epochs"] == 1
+    report = json.loads((tmp_path / "out" / "runs" / "pretrain" / "synthetic_test" / "report.json").read_text())
+    assert card["metrics"]["synthetic_test"]["pupil_iou_mean"] == report["pupil_iou_mean"] and report["split"] == "test"
+    state = torch.load(weights / card["state_dict"], map_location="cpu", weights_only=True)
+    build_model("tiny").load_state_dict(state)
