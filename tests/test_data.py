@@ -77,14 +77,15 @@ def test_affine_augmentation_keeps_every_target_consistent(precomputed):
     """Scenario: Augmentation keeps targets in sync"""
     sample = open_split(str(precomputed), "train")[1]
     affine_only = AugmentConfig.only(affine_p=1.0)
-    out = augment(sample, np.random.default_rng(3), affine_only)
+    # the first seed whose warp keeps the pupil in the frame (wide zooms and shifts can move it out)
+    out = next(o for seed in range(50) if (o := augment(sample, np.random.default_rng(seed), affine_only))["label"].any())
     assert not np.array_equal(out["label"], sample["label"])
     expected = preprocess.label_targets(out["label"])
     for key in ("dist_map", "spatial_weights"):
         assert np.array_equal(out[key], expected[key])
     assert out["cx"] == expected["cx"] and out["ry"] == expected["ry"]
-    # the image moved with the label: the pupil is still the darkest region under the new label
-    assert out["image"][out["label"] == 1].mean() < out["image"][out["label"] == 0].mean() - 10
+    # the image moved with the label: the pupil's gray level under the new label is the one under the old label
+    assert abs(float(out["image"][out["label"] == 1].mean()) - float(sample["image"][sample["label"] == 1].mean())) < 6
 
 
 def test_augmentation_is_deterministic_per_seed_epoch_and_index(precomputed):

@@ -33,3 +33,22 @@ def test_ci_runs_the_readme_test_command_and_nothing_else():
     assert ci[-1] == "make test"
     readme = (ROOT / "README.md").read_text()
     assert "make test" in readme and "make demo" in readme
+
+
+def test_every_user_command_has_a_console_entry_point_with_help():
+    """Scenario: Console commands"""
+    import shutil
+    import subprocess
+    import sys
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    expected = {"synthetic", "precompute", "train", "train-ellipse", "evaluate", "predict", "quantize", "pretrain", "demo"}
+    assert {name.removeprefix("visionassist-") for name in scripts} == expected
+    bin_dir = Path(sys.executable).parent
+    readme = (ROOT / "README.md").read_text()
+    for name in scripts:
+        executable = shutil.which(name, path=str(bin_dir))
+        assert executable, f"{name} is not installed next to {sys.executable} (pip install -e .)"
+        result = subprocess.run([executable, "--help"], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 and "usage:" in result.stdout, (name, result.stderr[-500:])
+        assert f"`{name}`" in readme or f"{name} " in readme, f"{name} is not documented in the README"

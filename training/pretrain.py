@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
                       seed=args.seed, output_dir=str(out / "runs"), run_name="pretrain", resume="auto", overlay_every=5,
                       num_workers=0, early_stopping_patience=0)
     result = train(cfg)
-    metrics = {"synthetic_test": {k: score_on_synthetic_test(result, dataset)[k] for k in SUMMARY}}
+    test = score_on_synthetic_test(result, dataset)
+    metrics = {"synthetic_test": {k: test[k] for k in SUMMARY}}
     for item in args.eval_data:
         name, _, folder = item.rpartition("=")
         report = evaluate_model(result.onnx_path, folder, result.run_dir / "eval" / (name or Path(folder).name), timing=False)
@@ -65,12 +66,13 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m training.pretrain " + " ".join(f"--{k.replace('_', '-')} {getattr(args, k)}" for k in RECIPE),
         "recipe": {**{k: getattr(args, k) for k in RECIPE}, "train_config": {k: v for k, v in cfg.to_dict().items() if k not in ("dataset", "output_dir", "resume")}},
         "best_epoch": result.best_epoch + 1, "epochs_run": result.epochs_run,
-        "minutes": round((time.perf_counter() - start) / 60, 1), "git_commit": git_commit(),
+        "train_minutes": round(sum(row["epoch_seconds"] for row in result.history) / 60, 1),  # all epochs, resumed ones too
+        "minutes_this_call": round((time.perf_counter() - start) / 60, 1), "git_commit": git_commit(),
         "metrics": metrics,
     }
     atomic_write_bytes(args.weights_dir / "pretrained.json", (json.dumps(card, indent=2) + "\n").encode())
     print(json.dumps(metrics, indent=2))
-    print(f"pretrained weights -> {args.weights_dir} ({card['onnx_bytes'] / 1024:.0f} KB ONNX, {card['minutes']} min)")
+    print(f"pretrained weights -> {args.weights_dir} ({card['onnx_bytes'] / 1024:.0f} KB ONNX, {card['train_minutes']} min of training)")
     return 0
 
 

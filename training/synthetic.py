@@ -266,45 +266,43 @@ def render_frame(seed: int, index: int, subject: int, family: str | None = None)
     image += _smooth_field(rng, (h // 10, w // 10), rng.uniform(1.0, 6.0), (h, w), cubic=False)  # pores and skin texture
 
     # eye: sclera, iris, pupil composed inside the opening's bounding box
-    if openness > 0:
-        if x1 > x0 and y1 > y0:
-            box = (slice(y0, y1), slice(x0, x1))
-            bx, by = xx[box], yy[box]
-            local = lambda pts: pts - (x0, y0)  # noqa: E731
-            alpha_open = np.zeros((y1 - y0, x1 - x0), np.uint8)
-            cv2.fillPoly(alpha_open, [_fixed(local(polygon))], 255, cv2.LINE_AA, SUBPIXEL)
-            alpha_open = alpha_open.astype(np.float32) / 255
-            u_rel = ((bx - eye_x) * cos_r + (by - eye_y) * sin_r) / half_width
-            sclera = sclera_gray - rng.uniform(6, 20) * u_rel * u_rel + _smooth_field(rng, (4, 6), 3.0, (y1 - y0, x1 - x0))
-            region = _blend(image[box], alpha_open, sclera)
-            # iris and pupil inside the iris's own box (the pupil lies within the iris)
-            ix0, iy0 = max(x0, int(iris_x - r_iris) - 3), max(y0, int(iris_y - r_iris) - 3)
-            ix1, iy1 = min(x1, int(iris_x + r_iris) + 4), min(y1, int(iris_y + r_iris) + 4)
-            if ix1 > ix0 and iy1 > iy0:
-                ibox = (slice(iy0 - y0, iy1 - y0), slice(ix0 - x0, ix1 - x0))
-                ix, iy = xx[iy0:iy1, ix0:ix1] - iris_x, yy[iy0:iy1, ix0:ix1] - iris_y
-                inner_open = alpha_open[ibox]
-                alpha_iris = np.zeros_like(inner_open)
-                _ellipse(alpha_iris, (iris_x - ix0, iris_y - iy0), iris_axes, angle, 1.0)
-                rad = np.sqrt(ix * ix + iy * iy) * (1.0 / r_iris)
-                iris = iris_gray - rng.uniform(0.2, 0.6) * traits.iris_delta * np.clip((rad - 0.82) * (1 / 0.18), 0, 1) ** 2  # limbal ring
-                if traits.iris_texture > 0:
-                    theta = cv2.phase(ix, iy)  # radians, 4x faster than np.arctan2
-                    spokes = sum(np.sin(theta * k + rng.uniform(0, 2 * np.pi)) * rng.uniform(0.3, 1.0) for k in (23, 37, 61))
-                    iris += traits.iris_texture * 0.5 * spokes * (0.5 + np.minimum(rad, 1.2)) + _smooth_field(rng, (12, 12), traits.iris_texture * 0.4, inner_open.shape)
-                inner = _blend(region[ibox], alpha_iris * inner_open, iris)
-                alpha_pupil = np.zeros_like(inner_open)
-                _ellipse(alpha_pupil, (px - ix0, py - iy0), pupil_axes, angle, 1.0)
-                edge_sigma = rng.uniform(0.3, 1.5) * (1.0 if openeds else max(1.0, pupil_radius / 25))
-                alpha_pupil = cv2.GaussianBlur(alpha_pupil, (0, 0), edge_sigma)
-                pupil = np.empty_like(inner_open)
-                cv2.randn(pupil, pupil_gray, 1.0 if openeds else float(rng.uniform(0.5, 3.0)))
-                region[ibox] = _blend(inner, alpha_pupil * inner_open, pupil)
-            # the upper lid shades the top of the eye
-            small = cv2.resize(1.0 - alpha_open, ((x1 - x0 + 3) // 4, (y1 - y0 + 3) // 4), interpolation=cv2.INTER_AREA)
-            shade = cv2.resize(cv2.GaussianBlur(small, (0, 0), max(0.5, lid_open * 0.03)), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
-            region *= 1.0 - rng.uniform(0.1, 0.45) * shade * alpha_open
-            image[box] = region
+    if openness > 0 and x1 > x0 and y1 > y0:
+        box = (slice(y0, y1), slice(x0, x1))
+        bx, by = xx[box], yy[box]
+        alpha_open = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillPoly(alpha_open, [_fixed(polygon - (x0, y0))], 255, cv2.LINE_AA, SUBPIXEL)
+        alpha_open = alpha_open.astype(np.float32) / 255
+        u_rel = ((bx - eye_x) * cos_r + (by - eye_y) * sin_r) / half_width
+        sclera = sclera_gray - rng.uniform(6, 20) * u_rel * u_rel + _smooth_field(rng, (4, 6), 3.0, (y1 - y0, x1 - x0))
+        region = _blend(image[box], alpha_open, sclera)
+        # iris and pupil inside the iris's own box (the pupil lies within the iris)
+        ix0, iy0 = max(x0, int(iris_x - r_iris) - 3), max(y0, int(iris_y - r_iris) - 3)
+        ix1, iy1 = min(x1, int(iris_x + r_iris) + 4), min(y1, int(iris_y + r_iris) + 4)
+        if ix1 > ix0 and iy1 > iy0:
+            ibox = (slice(iy0 - y0, iy1 - y0), slice(ix0 - x0, ix1 - x0))
+            ix, iy = xx[iy0:iy1, ix0:ix1] - iris_x, yy[iy0:iy1, ix0:ix1] - iris_y
+            inner_open = alpha_open[ibox]
+            alpha_iris = np.zeros_like(inner_open)
+            _ellipse(alpha_iris, (iris_x - ix0, iris_y - iy0), iris_axes, angle, 1.0)
+            rad = np.sqrt(ix * ix + iy * iy) * (1.0 / r_iris)
+            iris = iris_gray - rng.uniform(0.2, 0.6) * traits.iris_delta * np.clip((rad - 0.82) * (1 / 0.18), 0, 1) ** 2  # limbal ring
+            if traits.iris_texture > 0:
+                theta = cv2.phase(ix, iy)  # radians, 4x faster than np.arctan2
+                spokes = sum(np.sin(theta * k + rng.uniform(0, 2 * np.pi)) * rng.uniform(0.3, 1.0) for k in (23, 37, 61))
+                iris += traits.iris_texture * 0.5 * spokes * (0.5 + np.minimum(rad, 1.2)) + _smooth_field(rng, (12, 12), traits.iris_texture * 0.4, inner_open.shape)
+            inner = _blend(region[ibox], alpha_iris * inner_open, iris)
+            alpha_pupil = np.zeros_like(inner_open)
+            _ellipse(alpha_pupil, (px - ix0, py - iy0), pupil_axes, angle, 1.0)
+            edge_sigma = rng.uniform(0.3, 1.5) * (1.0 if openeds else max(1.0, pupil_radius / 25))
+            alpha_pupil = cv2.GaussianBlur(alpha_pupil, (0, 0), edge_sigma)
+            pupil = np.empty_like(inner_open)
+            cv2.randn(pupil, pupil_gray, 1.0 if openeds else float(rng.uniform(0.5, 3.0)))
+            region[ibox] = _blend(inner, alpha_pupil * inner_open, pupil)
+        # the upper lid shades the top of the eye
+        small = cv2.resize(1.0 - alpha_open, ((x1 - x0 + 3) // 4, (y1 - y0 + 3) // 4), interpolation=cv2.INTER_AREA)
+        shade = cv2.resize(cv2.GaussianBlur(small, (0, 0), max(0.5, lid_open * 0.03)), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+        region *= 1.0 - rng.uniform(0.1, 0.45) * shade * alpha_open
+        image[box] = region
 
     # dark distractors: lashes, eyeliner, eyebrow, eye corners, skin folds, round blobs outside the eye
     lashes = np.zeros((h, w), np.float32)
