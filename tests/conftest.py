@@ -34,6 +34,19 @@ def precomputed(raw_dir) -> Path:
     return raw_dir
 
 
+@pytest.fixture(scope="session")
+def openeds_precomputed(tmp_path_factory) -> Path:
+    """24 frames of the OpenEDS-calibrated family (seed 0), precomputed: where the shipped pretrained model segments
+    (pupil IoU ~0.5-0.7), for the evaluate / predict / quantize tests that need a model that finds pupils."""
+    import precompute
+    from training.synthetic import generate
+
+    out = tmp_path_factory.mktemp("openeds_family")
+    generate(out, 24, seed=SYNTHETIC_SEED, workers=1, families=["openeds"])
+    assert precompute.main(["--skip-download", "--no-push", "--output-dir", str(out), "--workers", "1"]) == 0
+    return out
+
+
 def run_python(args, cwd=ROOT, env=None, timeout=600):
     import subprocess
 
