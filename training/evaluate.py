@@ -213,7 +213,10 @@ def pupil_size_bin(mask: np.ndarray) -> str:
     if area == 0:
         return "none"
     diameter = 2.0 * np.sqrt(area / np.pi)
-    low, high = next(b for b in SIZE_BINS if b[0] <= diameter < b[1])
+    return _bin_name(*next(b for b in SIZE_BINS if b[0] <= diameter < b[1]))
+
+
+def _bin_name(low: float, high: float) -> str:
     return f">={low}px" if high == float("inf") else f"{low}-{high}px"
 
 
@@ -265,7 +268,7 @@ def evaluate_model(model: str | os.PathLike | Predictor, data: str | os.PathLike
 
 def _by_size(rows: list[dict]) -> dict[str, dict[str, float]]:
     out = {}
-    names = [f">={low}px" if high == float("inf") else f"{low}-{high}px" for low, high in SIZE_BINS] + ["none"]
+    names = [_bin_name(low, high) for low, high in SIZE_BINS] + ["none"]
     for name in names:
         chosen = [row for row in rows if row["pupil_size"] == name]
         if chosen:

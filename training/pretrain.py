@@ -22,13 +22,13 @@ from pathlib import Path
 from training.config import TrainConfig
 from training.demo import score_on_synthetic_test, synthetic_dataset
 from training.engine import git_commit, train
+from training.evaluate import SUMMARY_KEYS as SUMMARY
 from training.evaluate import evaluate_model
 from training.export import atomic_write_bytes
 
 RECIPE = {  # the shipped weights' recipe; every value is a flag below
     "num_images": 1000, "seed": 0, "model_variant": "base", "epochs": 8, "batch_size": 8, "lr": 3e-3, "crop": "256x384",
 }
-SUMMARY = ("frames", "pupil_iou_mean", "pupil_iou_median", "detection_rate", "center_error_median", "precision", "recall")
 
 
 def main(argv: list[str] | None = None) -> int:
