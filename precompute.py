@@ -16,6 +16,7 @@ Hugging Face (HF_TOKEN) come from the environment, never from flags.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import hashlib
 import io
@@ -25,7 +26,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ import numpy as np
 
 from training import preprocess
 from training.data import (
+    SCALAR_COLUMNS,
     SPLIT_NAMES,
     BadInput,
     ParquetSplit,
@@ -152,14 +154,13 @@ def _chunks(items: list, size: int) -> Iterable[list]:
         yield items[start : start + size]
 
 
-def write_shard(task: tuple[str, list[tuple[str, str]], str, str, bool]) -> dict[str, Any]:
+def write_shard(task: tuple[str, list[tuple[str, str]], str, str, bool], writer: ThreadPoolExecutor | None = None) -> dict[str, Any] | Future:
     """Processes one shard and writes its parquet file and state record atomically (runs in a worker).
 
     Returns the state: rows written, empty masks skipped, bad-input messages. Under strict, a bad input
-    aborts the shard before anything is written (the caller then stops).
+    aborts the shard before anything is written (the caller then stops). With a writer thread, the write is
+    handed to it and a Future of the state is returned.
     """
-    import pyarrow.parquet as pq
-
     name, pairs, split_dir, state_dir, strict = task
     rows, empty, bad = [], 0, []
     for status, value in map(process_pair, pairs):
@@ -171,14 +172,51 @@ def write_shard(task: tuple[str, list[tuple[str, str]], str, str, bool]) -> dict
             bad.append(value)
             if strict:
                 return {"name": name, "rows": 0, "empty": empty, "bad": bad, "aborted": True, "frames": len(pairs)}
+    state = {"rows": len(rows), "empty": empty, "bad": bad}
+    if writer is not None:  # encode and write in the writer thread while the caller computes the next shard
+        return writer.submit(store_shard, name, rows, state, split_dir, state_dir, len(pairs))
+    return store_shard(name, rows, state, split_dir, state_dir, len(pairs))
+
+
+# Parquet encoding: the array columns are written without dictionaries or statistics (both are useless on pixel
+# data and took half the write time), the float maps byte-stream-split (a fifth smaller after zstd). Lossless.
+ARRAY_LEAVES = {"image": 2, "label": 2, "spatial_weights": 2, "dist_map": 3}  # column: list nesting depth
+PARQUET_OPTIONS = {
+    "row_group_size": 1,  # random access: one row group per sample
+    "compression": "zstd",
+    "use_dictionary": ["filename", "subject"],
+    "write_statistics": [*SCALAR_COLUMNS, "filename", "subject", "preprocessed"],
+    "use_byte_stream_split": [name + ".list.element" * depth for name, depth in ARRAY_LEAVES.items() if name in ("spatial_weights", "dist_map")],
+    "write_batch_size": 1 << 16,
+}
+
+
+def store_shard(name: str, rows: list[dict[str, Any]], state: dict[str, Any], split_dir: str, state_dir: str, frames: int) -> dict[str, Any]:
+    """Writes one shard's parquet file, then its state record (its presence means the shard is complete)."""
+    import pyarrow.parquet as pq
+
     if rows:
         buffer = io.BytesIO()
-        pq.write_table(rows_to_table(rows), buffer, row_group_size=1, compression="zstd")
+        pq.write_table(rows_to_table(rows), buffer, **PARQUET_OPTIONS)
         atomic_write_bytes(Path(split_dir) / f"{name}.parquet", buffer.getvalue())
-    state = {"rows": len(rows), "empty": empty, "bad": bad}
-    # The state record is written last: its presence means the shard is complete.
     atomic_write_bytes(Path(state_dir) / f"{name}.json", json.dumps(state).encode())
-    return {"name": name, **state, "frames": len(pairs)}
+    return {"name": name, **state, "frames": frames}
+
+
+def _pipelined(tasks: list[tuple], writer: ThreadPoolExecutor) -> Iterable[dict[str, Any]]:
+    """write_shard over tasks in order, each shard's encoding and write (two writer threads) overlapping the next
+    shard's compute; at most two shards wait for the writers, so memory stays at a few shards."""
+    pending: collections.deque = collections.deque()
+    for task in tasks:
+        pending.append(write_shard(task, writer))
+        while len(pending) > 2:
+            yield _done(pending.popleft())
+    while pending:
+        yield _done(pending.popleft())
+
+
+def _done(result: dict[str, Any] | Future) -> dict[str, Any]:
+    return result.result() if isinstance(result, Future) else result
 
 
 def plan_split(split: str, pairs: list[tuple[str, str]], dataset_dir: Path, state_dir: Path, shard_size: int) -> tuple[list[dict], list[tuple]]:
@@ -240,7 +278,7 @@ def build_dataset(output_dir: Path, workers: int = 0, limit: int = 0, strict: bo
             pool = stack.enter_context(ProcessPoolExecutor(workers))
             results = pool.map(write_shard, [task for _, task in todo])
         else:
-            results = map(write_shard, [task for _, task in todo])
+            results = _pipelined([task for _, task in todo], stack.enter_context(ThreadPoolExecutor(2)))
         finished = [(split, state, True) for split, state in done]
         for (split, _), state in zip(todo, results):
             finished.append((split, state, False))

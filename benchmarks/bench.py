@@ -4,7 +4,7 @@
 
 Per variant: parameters, ONNX bytes (fp32, int8), ONNX Runtime latency at 1 thread and all threads (fp32, int8)
 as ratios to a plain conv net, CPU training images/s as a ratio to the same plain net; then precompute images/s
-(N workers vs 1) and loader samples/s vs the training step rate. Models are untrained: sizes and speeds do not
+(N workers vs 1) and input-pipeline samples/s vs the training step rate (details: input_pipeline.py). Models are untrained: sizes and speeds do not
 depend on the weights (int8 calibration uses synthetic frames).
 """
 
@@ -17,9 +17,12 @@ from pathlib import Path
 
 import torch
 from latency import PlainConvBaseline, median_latency_ms
-from precompute_speed import loader_rate, precompute_rate
+from input_pipeline import pipeline_rate
+from input_pipeline import _loader as training_loader
+from precompute_speed import precompute_rate
 from train_speed import images_per_second
 
+from training.augment import BatchAugmenter
 from training.export import export_bytes, export_onnx, strip_debug_metadata
 from training.models import VARIANTS, build_model, count_parameters
 from training.quantize import quantize
@@ -60,9 +63,9 @@ def main() -> None:
                   f"{train:6.1f} ({train / base_train:.2f}x)")
         print("(latency ratios: variant / plain conv; lower is faster. train ratio: variant / plain conv; higher is faster)")
         step_rate = images_per_second(build_model("tiny"), 8, 3)
-        loader = loader_rate(tmp / "raw" / "dataset", cores)
+        loader = pipeline_rate(training_loader(tmp / "raw" / "dataset", 8, cores), 4, torch.device("cpu"), BatchAugmenter())
         print(f"precompute: {many:.1f} img/s with {cores} workers vs {one:.1f} img/s with 1 ({many / one:.2f}x)")
-        print(f"loader: {loader:.1f} samples/s (augmenting, {cores} workers) vs tiny training step {step_rate:.1f} img/s ({loader / step_rate:.1f}x)")
+        print(f"loader: {loader:.1f} samples/s (decode in {cores} workers, augmentation + targets on the CPU) vs tiny training step {step_rate:.1f} img/s ({loader / step_rate:.1f}x)")
 
 
 if __name__ == "__main__":

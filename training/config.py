@@ -85,6 +85,8 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, not {self.lr}")
         if self.crop and (not self.augment or len(self.crop_size()) != 2 or min(self.crop_size()) < 32):
             raise ValueError(f"crop must be 'HxW' with both sides >= 32 (and augmentation on), not {self.crop!r}")
+        if self.crop and self.task != "segmentation":
+            raise ValueError("crop trains the segmentation task only (the ellipse head regresses whole-frame coordinates)")
         if self.pretrained and self.task != "segmentation":
             raise ValueError("pretrained weights ship for the segmentation task only")
         if not 0.0 <= self.ema_decay < 1.0:

@@ -1,4 +1,4 @@
-"""Dataset loading for training: sources, schema, tensors and synchronized augmentation.
+"""Dataset loading for training: sources, schema and tensors (augmentation: training.augment, on the device).
 
 Sources (`open_split(spec, split)`):
 - a local precompute output (`<dir>/dataset` or `<dir>` holding split folders of parquet shards), read shard
@@ -15,8 +15,6 @@ int64 upcast of the `datasets` numpy format.
 from __future__ import annotations
 
 import bisect
-import math
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +146,7 @@ class ParquetSplit(Dataset):
         row = index - self.offsets[file_index]
         handle, group_offsets = self._handle(file_index)
         group = bisect.bisect_right(group_offsets, row) - 1
-        table = handle.read_row_group(group, columns=self.columns).slice(row - group_offsets[group], 1)
+        table = handle.read_row_group(group, columns=self.columns, use_threads=False).slice(row - group_offsets[group], 1)
         return table_to_samples(table)[0]
 
     def __getstate__(self):  # file handles do not cross process boundaries
@@ -183,7 +181,8 @@ class RawSplit(Dataset):
     """Raw OpenEDS frames, preprocessed at load time. Frames whose pupil mask is empty are skipped (as in
     precompute); unreadable or malformed files raise an error naming the file."""
 
-    def __init__(self, root: Path, split: str) -> None:
+    def __init__(self, root: Path, split: str, columns: list[str] | None = None) -> None:
+        self.maps = columns is None or "dist_map" in columns  # the label targets cost more than the rest
         dirs = raw_split_dirs(root, split)
         if dirs is None:
             raise FileNotFoundError(f"{root}: no {split}/images and {split}/labels folders")
@@ -200,7 +199,11 @@ class RawSplit(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         image_path, label_path = self.items[index]
         image, label = read_raw_pair(image_path, label_path)
-        sample = preprocess.preprocess_sample(image, label)
+        if self.maps:
+            sample = preprocess.preprocess_sample(image, label)
+        else:
+            mask = preprocess.binarize(label)
+            sample = {"image": preprocess.preprocess_image(image), "label": mask, **preprocess.ellipse_columns(mask), "preprocessed": True}
         return {**sample, "filename": image_path.name, "subject": subject_of(image_path.name)}
 
 
@@ -223,7 +226,10 @@ def read_raw_pair(image_path: Path, label_path: Path) -> tuple[np.ndarray, np.nd
         raise BadInput(f"{label_path}: not a readable .npy label ({error})") from error
     if label.shape != image.shape:
         raise BadInput(f"{label_path}: label shape {label.shape} does not match the image {image.shape}")
-    unknown = np.setdiff1d(np.unique(label), np.arange(preprocess.NUM_OPENEDS_CLASSES))
+    if label.dtype.kind not in "iub" or label.min() < 0 or label.max() >= preprocess.NUM_OPENEDS_CLASSES:  # the full check only when needed
+        unknown = np.setdiff1d(np.unique(label), np.arange(preprocess.NUM_OPENEDS_CLASSES))
+    else:
+        unknown = np.empty(0)
     if unknown.size:
         raise BadInput(f"{label_path}: unknown class values {unknown.tolist()} (expected 0-3)")
     return image, label.astype(np.uint8)
@@ -250,8 +256,8 @@ def resolve_source(spec: str) -> tuple[str, Path | str]:
     return "hub", spec
 
 
-# What the training split needs when augmentation recomputes the label-derived targets anyway: decoding the
-# stored float maps (3 of the 3.5 MB of a row) would be wasted work.
+# What the training split reads: the label-derived targets are computed per batch on the training device
+# (training.targets), so decoding the stored float maps (3 of the 3.5 MB of a row) would be wasted work.
 IMAGE_AND_LABEL = ["image", "label", *SCALAR_COLUMNS, "filename", "subject", "preprocessed"]
 
 
@@ -261,152 +267,26 @@ def open_split(spec: str, split: str, columns: list[str] | None = None) -> Datas
     if kind == "parquet":
         return ParquetSplit(Path(location) / split, columns)
     if kind == "raw":
-        return RawSplit(Path(location), split)
+        return RawSplit(Path(location), split, columns)
     return HubSplit(str(location), split)
 
 
-# ---------------------------------------------------------------------------------------- augmentation
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Training-time augmentation: each `*_p` is the probability of one step. Defaults are the sim-to-real recipe
-    (a model trained on synthetic frames must survive other cameras: framing, contrast, sensor, compression)."""
-
-    flip_p: float = 0.5  # horizontal flip
-    affine_p: float = 0.6  # rotation/scale/translation (zoom: eye scale x0.3-2, letterbox-like padding)
-    max_rotation: float = 20.0  # degrees
-    scale_range: tuple[float, float] = (0.3, 2.0)  # log-uniform; < 1 shrinks the frame inside padding
-    max_shift: float = 0.2  # fraction of width/height (plus the room a shrunken frame leaves)
-    photometric_p: float = 0.8  # brightness/contrast/gamma
-    curve_p: float = 0.4  # a strong random monotone contrast curve
-    blur_p: float = 0.3  # Gaussian blur sigma 0.5-3
-    noise_p: float = 0.3  # Gaussian noise sigma 2-12
-    cutout_p: float = 0.3  # 1-3 rectangles of random gray that do not cover the pupil centre
-    lowres_p: float = 0.2  # downscale x1.5-4, then upscale back (soft low-resolution sensor)
-    jpeg_p: float = 0.2  # JPEG quality 15-80
-    crop: tuple[int, int] | None = None  # (height, width): train on random crops at full pixel scale (None: whole frames)
-    crop_pupil_p: float = 0.8  # share of crops placed so that they hold the pupil centre
-
-    @classmethod
-    def only(cls, **probabilities: float) -> "AugmentConfig":
-        """Every step off except those given, e.g. AugmentConfig.only(flip_p=1.0)."""
-        off = {f.name: 0.0 for f in fields(cls) if f.name.endswith("_p")}
-        return cls(**{**off, **probabilities})
-
-
-PAD_MODES = (cv2.BORDER_REPLICATE, cv2.BORDER_CONSTANT, cv2.BORDER_REFLECT_101)
-
-
-def augment(sample: dict[str, Any], rng: np.random.Generator, cfg: AugmentConfig = AugmentConfig()) -> dict[str, Any]:
-    """Random augmentation applied identically to image and label; label-derived targets (spatial weights,
-    distance maps, ellipse) are recomputed from the transformed label with the dataset's own functions, so
-    they always agree with it (the original mirrored images but not their distance maps or cx)."""
-    image, label = sample["image"], sample["label"]
-    height, width = label.shape
-    geometric = False
-    if rng.random() < cfg.flip_p:
-        image, label = image[:, ::-1], label[:, ::-1]
-        geometric = True
-    matrix, scale, border, value = None, 1.0, cv2.BORDER_REPLICATE, 0.0
-    if rng.random() < cfg.affine_p:
-        scale = math.exp(rng.uniform(*np.log(cfg.scale_range)))
-        room = max(0.0, 1.0 - scale) / 2  # a shrunken frame may sit anywhere inside the padding
-        matrix = cv2.getRotationMatrix2D((width / 2, height / 2), rng.uniform(-cfg.max_rotation, cfg.max_rotation), scale)
-        matrix[0, 2] += rng.uniform(-1, 1) * (cfg.max_shift + room) * width
-        matrix[1, 2] += rng.uniform(-1, 1) * (cfg.max_shift + room) * height
-        border = PAD_MODES[int(rng.choice(3, p=[0.5, 0.3, 0.2]))]
-        value = float(rng.integers(0, 256)) if rng.random() < 0.5 else 0.0
-    out_height, out_width = height, width
-    if cfg.crop is not None:  # the crop is one more translation of the same warp: only the crop is computed
-        out_height, out_width = cfg.crop
-        matrix = np.eye(2, 3) if matrix is None else matrix
-        matrix[:, 2] -= _crop_origin(label, matrix, (out_height, out_width), cfg.crop_pupil_p, rng)
-    if matrix is not None:
-        image = cv2.warpAffine(np.ascontiguousarray(image), matrix, (out_width, out_height), flags=cv2.INTER_AREA if scale < 0.7 else cv2.INTER_LINEAR,
-                               borderMode=border, borderValue=value)
-        label = cv2.warpAffine(np.ascontiguousarray(label), matrix, (out_width, out_height), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        geometric = True
-    height, width = out_height, out_width
-    image = np.ascontiguousarray(image)
-    label = np.ascontiguousarray(label)
-    if rng.random() < cfg.photometric_p:
-        lut = np.arange(256, dtype=np.float32) / 255.0
-        lut = lut ** rng.uniform(0.6, 1.6)
-        lut = (lut - 0.5) * rng.uniform(0.5, 1.4) + 0.5 + rng.uniform(-0.2, 0.2)
-        image = cv2.LUT(image, np.clip(lut * 255.0, 0, 255).astype(np.uint8))
-    if rng.random() < cfg.curve_p:  # a random monotone curve through 6 knots
-        knots = np.concatenate([[0.0], np.cumsum(rng.uniform(0.05, 1.0, 5))])
-        lut = np.interp(np.arange(256), np.linspace(0, 255, 6), knots / knots[-1] * rng.uniform(150, 255) + rng.uniform(0, 60))
-        image = cv2.LUT(image, np.clip(lut, 0, 255).astype(np.uint8))
-    if rng.random() < cfg.cutout_p:
-        image = _cutout(image, label, rng)
-    if rng.random() < cfg.blur_p:
-        image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.5, 3.0))
-    if rng.random() < cfg.lowres_p:
-        factor = rng.uniform(1.5, 4.0)
-        small = cv2.resize(image, (int(width / factor), int(height / factor)), interpolation=cv2.INTER_AREA)
-        image = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
-    if rng.random() < cfg.noise_p:
-        noise = np.empty(image.shape, np.float32)
-        cv2.setRNGSeed(int(rng.integers(2**31)))  # OpenCV's generator is ~4x faster than numpy's; seeded per sample
-        cv2.randn(noise, 0.0, float(rng.uniform(2, 12)))
-        image = np.clip(image.astype(np.float32) + noise, 0, 255).astype(np.uint8)
-    if rng.random() < cfg.jpeg_p:
-        image = cv2.imdecode(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(15, 81))])[1], cv2.IMREAD_GRAYSCALE)
-    out = {**sample, "image": image, "label": label}
-    if geometric or "dist_map" not in sample:  # targets follow the final label (also when not read at all)
-        out.update(preprocess.label_targets(label))
-    return out
-
-
-def _crop_origin(label: np.ndarray, matrix: np.ndarray, crop: tuple[int, int], pupil_p: float, rng: np.random.Generator) -> np.ndarray:
-    """Top-left (x, y) of a crop in the warped frame: around the warped pupil centre (share pupil_p), else anywhere."""
-    height, width = label.shape
-    moments = cv2.moments(np.ascontiguousarray(label), binaryImage=True)
-    high = np.array([width - crop[1], height - crop[0]], np.float64)
-    if moments["m00"] > 0 and rng.random() < pupil_p:
-        centre = matrix @ np.array([moments["m10"] / moments["m00"], moments["m01"] / moments["m00"], 1.0])
-        size = np.array([crop[1], crop[0]], np.float64)
-        origin = centre - rng.uniform(0.15, 0.85, 2) * size
-        return np.clip(origin, np.minimum(0, high), np.maximum(0, high)).round()
-    return (rng.uniform(0, 1, 2) * high).round()
-
-
-def _cutout(image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """1-3 rectangles of one random gray; a rectangle over the pupil centre is left out (the label stays true)."""
-    height, width = label.shape
-    ys, xs = np.nonzero(label)
-    centre = (xs.mean(), ys.mean()) if xs.size else (-1.0, -1.0)
-    image = image.copy()
-    for _ in range(int(rng.integers(1, 4))):
-        h, w = int(rng.uniform(0.05, 0.25) * height), int(rng.uniform(0.05, 0.25) * width)
-        y, x = int(rng.integers(0, height - h)), int(rng.integers(0, width - w))
-        if not (x <= centre[0] < x + w and y <= centre[1] < y + h):
-            image[y : y + h, x : x + w] = int(rng.integers(0, 256))
-    return image
-
-
 class TrainingDataset(Dataset):
-    """Wraps a split: optional augmentation seeded by (seed, epoch, index), so that any worker layout and a
-    resumed run see the same samples; returns tensors in compact dtypes (image/label uint8)."""
+    """Wraps a split for a DataLoader: decoded samples as tensors in compact dtypes (image/label uint8) plus their
+    `index`. No augmentation here: `training.augment` applies it per batch on the training device, seeded by
+    (seed, epoch, index), and `training.targets` derives the label targets there when a sample carries none."""
 
-    def __init__(self, source: Dataset, augment_cfg: AugmentConfig | None = None, seed: int = 0, limit: int = 0) -> None:
+    def __init__(self, source: Dataset, limit: int = 0) -> None:
         self.source = source
-        self.augment_cfg = augment_cfg
-        self.seed = seed
-        self.epoch = 0
         self.length = min(len(source), limit) if limit else len(source)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        sample = self.source[index]
-        if self.augment_cfg is not None:
-            sample = augment(sample, np.random.default_rng([self.seed, self.epoch, index]), self.augment_cfg)
-        return to_tensors(sample)
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        return {**to_tensors(self.source[index]), "index": torch.tensor(index)}
 
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
@@ -415,13 +295,14 @@ def _tensor(array: np.ndarray) -> torch.Tensor:
 
 
 def to_tensors(sample: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """image (1, H, W) uint8, label (H, W) uint8, ellipse (4,) normalized cx, cy, rx, ry, angle () degrees, and the
+    stored label targets (spatial_weights (H, W), dist_map (2, H, W) float32) when the sample has them."""
     ellipse = np.array([sample[name] for name in ("cx", "cy", "rx", "ry")], np.float32)
-    angle = np.float32(sample.get("angle", np.nan))
-    return {
-        "image": _tensor(sample["image"])[None],  # (1, H, W) uint8
-        "label": _tensor(sample["label"]),  # (H, W) uint8
-        "spatial_weights": _tensor(sample["spatial_weights"]),  # (H, W) float32
-        "dist_map": _tensor(sample["dist_map"]),  # (2, H, W) float32
-        "ellipse": torch.from_numpy(ellipse),  # (4,) normalized cx, cy, rx, ry
-        "angle": torch.tensor(angle),  # degrees
+    out = {
+        "image": _tensor(sample["image"])[None],
+        "label": _tensor(sample["label"]),
+        "ellipse": torch.from_numpy(ellipse),
+        "angle": torch.tensor(np.float32(sample.get("angle", np.nan))),
     }
+    out.update({name: _tensor(sample[name]) for name in ("spatial_weights", "dist_map") if name in sample})
+    return out

@@ -31,11 +31,13 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from training.checkpoint import find_resume_checkpoint, inference_weights, load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state, state_dict_cpu, unwrap
 from training.config import TrainConfig
-from training.data import IMAGE_AND_LABEL, AugmentConfig, TrainingDataset, open_split, resolve_source
+from training.augment import AugmentConfig, BatchAugmenter
+from training.data import IMAGE_AND_LABEL, TrainingDataset, open_split, resolve_source
 from training.ema import ModelEma
 from training.export import OnnxSizeError, atomic_write_bytes, export_onnx
 from training.losses import alpha_schedule
 from training.models import count_parameters
+from training.targets import label_targets
 from training.tasks import Task, get_task
 from training.tracking import Tracker, default_tracking_uri
 from training.visualize import LABEL_COLOR, PREDICTION_COLOR, outline
@@ -105,10 +107,17 @@ def git_commit() -> str | None:
 
 
 # ----------------------------------------------------------------------------------------------- loop
-def to_device(batch: dict[str, torch.Tensor], device: torch.device, channels_last: bool) -> dict[str, torch.Tensor]:
-    """uint8 images -> float in [0, 1] on the device; everything else moved as is."""
+def to_device(batch: dict[str, torch.Tensor], device: torch.device, channels_last: bool, augmenter: BatchAugmenter | None = None,
+              epoch: int = 0, label_maps: bool = True) -> dict[str, torch.Tensor]:
+    """Moves a decoded batch to the device, augments it there (training), derives the label maps there when the
+    loss needs them and the batch carries none, and turns uint8 images into float in [0, 1]."""
     out = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-    out["image"] = out["image"].float().div_(255.0)
+    if augmenter is not None:
+        out = augmenter(out, epoch, unit_float=True)
+    else:
+        out["image"] = out["image"].float().div_(255.0)
+    if label_maps and "dist_map" not in out:
+        out.update(label_targets(out["label"]))
     if channels_last:
         out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
     return out
@@ -120,7 +129,7 @@ def _autocast(runtime: Runtime, cfg: TrainConfig):
 
 
 def train_one_epoch(model, loader, task: Task, optimizer, scheduler, scaler, alpha: float, cfg: TrainConfig, runtime: Runtime, epoch: int,
-                    ema: ModelEma | None = None) -> dict[str, float]:
+                    ema: ModelEma | None = None, augmenter: BatchAugmenter | None = None) -> dict[str, float]:
     from tqdm import tqdm
 
     model.train()
@@ -134,7 +143,7 @@ def train_one_epoch(model, loader, task: Task, optimizer, scheduler, scaler, alp
     channels_last = cfg.channels_last and runtime.device.type == "cuda"
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False, disable=not runtime.is_main or None)
     for batch in bar:
-        batch = to_device(batch, runtime.device, channels_last)
+        batch = to_device(batch, runtime.device, channels_last, augmenter, epoch, task.label_maps)
         with _autocast(runtime, cfg):
             outputs = model(batch["image"])
         losses = task.compute_loss(outputs, batch, alpha)  # in float32
@@ -178,7 +187,7 @@ def evaluate(model, loader, task: Task, alpha: float, cfg: TrainConfig, runtime:
     samples = 0
     channels_last = cfg.channels_last and runtime.device.type == "cuda"
     for batch in loader:
-        batch = to_device(batch, runtime.device, channels_last)
+        batch = to_device(batch, runtime.device, channels_last, label_maps=task.label_maps)
         with _autocast(runtime, cfg):
             outputs = model(batch["image"])
         outputs = outputs.float() if torch.is_tensor(outputs) else outputs
@@ -236,10 +245,9 @@ def train(cfg: TrainConfig, on_checkpoint: Callable[[Path], None] | None = None)
         raise FileExistsError(f"{run_dir} already holds a run: pass --resume auto to continue it, or choose another --run-name")
 
     # data
-    train_source = open_split(cfg.dataset, "train", columns=IMAGE_AND_LABEL if cfg.augment else None)
-    valid_source = open_split(cfg.dataset, "validation")
-    train_set = TrainingDataset(train_source, AugmentConfig(crop=cfg.crop_size() or None) if cfg.augment else None, seed=cfg.seed, limit=cfg.limit)
-    valid_set = TrainingDataset(valid_source, None, limit=cfg.limit)
+    train_set = TrainingDataset(open_split(cfg.dataset, "train", columns=IMAGE_AND_LABEL), limit=cfg.limit)  # targets: on the device
+    valid_set = TrainingDataset(open_split(cfg.dataset, "validation"), limit=cfg.limit)  # the stored (exact) targets
+    augmenter = BatchAugmenter(AugmentConfig(crop=cfg.crop_size() or None), seed=cfg.seed) if cfg.augment else None
     if len(train_set) == 0 or len(valid_set) == 0:
         raise ValueError(f"{cfg.dataset}: empty train ({len(train_set)}) or validation ({len(valid_set)}) split")
     sampler = DistributedSampler(train_set, runtime.world_size, runtime.rank, shuffle=True, seed=cfg.seed, drop_last=runtime.distributed)
@@ -298,11 +306,10 @@ def train(cfg: TrainConfig, on_checkpoint: Callable[[Path], None] | None = None)
     epoch = start_epoch - 1
     for epoch in range(start_epoch, cfg.epochs):
         start = time.perf_counter()
-        train_set.set_epoch(epoch)
         sampler.set_epoch(epoch)
         alpha = alpha_schedule(epoch, cfg.epochs, cfg.alpha_start, cfg.alpha_end, cfg.alpha_decay_epochs)
         lr = optimizer.param_groups[0]["lr"]
-        metrics = train_one_epoch(model, train_loader, task, optimizer, scheduler, scaler, alpha, cfg, runtime, epoch, ema)
+        metrics = train_one_epoch(model, train_loader, task, optimizer, scheduler, scaler, alpha, cfg, runtime, epoch, ema, augmenter)
         stop = torch.zeros(1, device=runtime.device)
         if runtime.is_main:
             eval_model = ema.module if ema is not None else unwrap(model)

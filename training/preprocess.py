@@ -76,39 +76,42 @@ def fit_ellipse(mask: np.ndarray) -> Ellipse | None:
     if not contours:
         return None
     largest = max(contours, key=lambda c: (cv2.contourArea(c), len(c)))
-    region = np.zeros_like(binary)
-    cv2.drawContours(region, [largest], -1, 1, thickness=cv2.FILLED)
-    moment_fit = _moment_ellipse(region)
+    x, y, w, h = cv2.boundingRect(largest)  # the region is drawn and measured inside its bounding box only
+    region = np.zeros((h, w), np.uint8)
+    cv2.drawContours(region, [largest], -1, 1, thickness=cv2.FILLED, offset=(-x, -y))
+    moment_fit = _moment_ellipse(region, x, y)
     if len(largest) >= 5:
         (cx, cy), (width, height), angle = cv2.fitEllipse(largest)
         fitted = Ellipse(float(cx), float(cy), float(width) / 2, float(height) / 2, float(angle) % 180.0)
-        if _plausible(fitted, moment_fit, region):
+        if _plausible(fitted, moment_fit, w, h):
             return fitted
     return moment_fit
 
 
-def _plausible(fit: Ellipse, moments: Ellipse, region: np.ndarray) -> bool:
-    """A contour fit is kept when it is finite, no larger than the region's extent and centred on it;
-    degenerate fits (cv2 extrapolating a huge or offset ellipse from a few points) fall back to the moments."""
+def _plausible(fit: Ellipse, moments: Ellipse, width: int, height: int) -> bool:
+    """A contour fit is kept when it is finite, no larger than the region's extent (its bounding box, width x
+    height) and centred on it; degenerate fits (cv2 extrapolating a huge or offset ellipse from a few points) fall
+    back to the moments."""
     if not all(np.isfinite([fit.cx, fit.cy, fit.rx, fit.ry])) or min(fit.rx, fit.ry) < 0.5:
         return False  # a sub-pixel minor axis (a line, a 1-px sliver) makes cv2's fit numerically unstable
-    ys, xs = np.nonzero(region)
-    extent = np.hypot(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
+    extent = np.hypot(width, height)
     offset = np.hypot(fit.cx - moments.cx, fit.cy - moments.cy)
     return 2 * max(fit.rx, fit.ry) <= 1.5 * extent + 2 and offset <= 0.25 * max(moments.rx, moments.ry) + 1.0
 
 
-def _moment_ellipse(region: np.ndarray) -> Ellipse:
-    ys, xs = np.nonzero(region)
-    cx, cy = float(xs.mean()), float(ys.mean())
-    if len(xs) == 1:
-        return Ellipse(cx, cy, 0.5, 0.5, 0.0)
-    cov = np.cov(np.stack([xs, ys]).astype(np.float64), bias=True) + np.eye(2) / 12.0  # population moments + pixel area
+def _moment_ellipse(region: np.ndarray, x0: int = 0, y0: int = 0) -> Ellipse:
+    """The ellipse with the region's centroid and second moments; region pixels at (x0 + column, y0 + row)."""
+    m = cv2.moments(region, binaryImage=True)
+    cx, cy = m["m10"] / m["m00"] + x0, m["m01"] / m["m00"] + y0
+    if m["m00"] == 1:
+        return Ellipse(float(cx), float(cy), 0.5, 0.5, 0.0)
+    # population moments + the pixel's own area (1/12 per axis)
+    cov = np.array([[m["mu20"], m["mu11"]], [m["mu11"], m["mu02"]]]) / m["m00"] + np.eye(2) / 12.0
     eigenvalues, eigenvectors = np.linalg.eigh(cov)
     major = eigenvectors[:, 1]
     angle = float(np.degrees(np.arctan2(major[1], major[0]))) % 180.0
     # A uniform ellipse has variance r^2 / 4 along each axis.
-    return Ellipse(cx, cy, 2.0 * float(np.sqrt(eigenvalues[1])), 2.0 * float(np.sqrt(eigenvalues[0])), angle)
+    return Ellipse(float(cx), float(cy), 2.0 * float(np.sqrt(eigenvalues[1])), 2.0 * float(np.sqrt(eigenvalues[0])), angle)
 
 
 def spatial_weights(mask: np.ndarray, boundary_weight: float = BOUNDARY_WEIGHT) -> np.ndarray:
@@ -137,11 +140,14 @@ def distance_maps(mask: np.ndarray) -> np.ndarray:
     height, width = pupil.shape
     maps = np.zeros((2, height, width), np.float32)
     if pupil.any() and not pupil.all():
-        to_background = cv2.distanceTransform(pupil.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)  # at pupil pixels
-        to_pupil = cv2.distanceTransform((~pupil).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)  # at background pixels
-        maps[1] = np.where(pupil, 1.0 - to_background, to_pupil)
-        maps[0] = np.where(pupil, to_background, 1.0 - to_pupil)
-        maps /= np.float32(np.hypot(height - 1, width - 1))
+        inside = pupil.astype(np.uint8)
+        to_background = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)  # at pupil pixels (0 outside)
+        to_pupil = cv2.distanceTransform(1 - inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)  # at background pixels (0 inside)
+        # channel 1: 1 - to_background inside, to_pupil outside; channel 0 = 1 - channel 1 (the two are never both > 0)
+        np.subtract(to_pupil, to_background, out=maps[1])
+        maps[1] += inside
+        np.subtract(1.0, maps[1], out=maps[0])
+        maps *= np.float32(1.0 / np.hypot(height - 1, width - 1))
     return maps
 
 

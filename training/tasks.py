@@ -31,6 +31,7 @@ class Task:
     compute_loss: Callable[[Any, dict[str, torch.Tensor], float], dict[str, torch.Tensor]]
     new_meter: Callable[[], Any]  # .update(outputs, batch), .compute() -> dict of scores
     predict_mask: Callable[[Any], torch.Tensor] | None = None  # outputs -> (B, H, W) pupil mask, for overlays
+    label_maps: bool = True  # the loss needs spatial weights and distance maps (derived on the device when absent)
 
 
 class SegmentationScores:
@@ -127,6 +128,7 @@ ELLIPSE = Task(
     build_model=build_ellipse_model,
     compute_loss=ellipse_task_loss,
     new_meter=EllipseScores,
+    label_maps=False,
 )
 
 TASKS: dict[str, Task] = {"segmentation": SEGMENTATION, "ellipse": ELLIPSE}
