@@ -16,9 +16,9 @@ import tempfile
 from pathlib import Path
 
 import torch
-from latency import PlainConvBaseline, median_latency_ms
-from input_pipeline import pipeline_rate
 from input_pipeline import _loader as training_loader
+from input_pipeline import pipeline_rate
+from latency import PlainConvBaseline, median_latency_ms
 from precompute_speed import precompute_rate
 from train_speed import images_per_second
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from training import preprocess
 from training.data import open_split
-from training.evaluate import latency_ms, load_predictor
+from training.inference import latency_ms, load_predictor
 from training.metrics import center_statistics
 
 

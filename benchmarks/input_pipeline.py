@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-import precompute
+from training import precompute
 from training.augment import AugmentConfig, BatchAugmenter
 from training.data import IMAGE_AND_LABEL, TrainingDataset, open_split
 from training.engine import resolve_device, to_device

@@ -28,7 +28,7 @@ def raw_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def precomputed(raw_dir) -> Path:
     """The raw folder after `precompute.py --skip-download --no-push` (dataset in <dir>/dataset)."""
-    import precompute
+    from training import precompute
 
     assert precompute.main(["--skip-download", "--no-push", "--output-dir", str(raw_dir)]) == 0
     return raw_dir
@@ -38,7 +38,7 @@ def precomputed(raw_dir) -> Path:
 def openeds_precomputed(tmp_path_factory) -> Path:
     """24 frames of the OpenEDS-calibrated family (seed 0), precomputed: where the shipped pretrained model segments
     (pupil IoU ~0.5-0.7), for the evaluate / predict / quantize tests that need a model that finds pupils."""
-    import precompute
+    from training import precompute
     from training.synthetic import generate
 
     out = tmp_path_factory.mktemp("openeds_family")

@@ -5,7 +5,13 @@ import pytest
 import torch
 
 from training import preprocess
-from training.data import IMAGE_AND_LABEL, RawSplit, TrainingDataset, open_split, resolve_source
+from training.data import (
+    IMAGE_AND_LABEL,
+    RawSplit,
+    TrainingDataset,
+    open_split,
+    resolve_source,
+)
 
 
 def test_every_source_kind_gives_the_same_sample(precomputed):
@@ -16,7 +22,8 @@ def test_every_source_kind_gives_the_same_sample(precomputed):
     sample = from_output[0]
     assert from_dataset_dir[0]["filename"] == sample["filename"]
     # a raw folder (no dataset/ beside it) is preprocessed at load time with the same functions
-    import shutil, tempfile
+    import shutil
+    import tempfile
     from pathlib import Path
 
     raw_only = Path(tempfile.mkdtemp())

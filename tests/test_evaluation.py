@@ -125,7 +125,7 @@ def test_predict_images_folders_and_video(openeds_precomputed, tmp_path):
     label = np.load(raw_dir / "validation" / "labels" / f"{frames[0].stem}.npy")
     truth = preprocess.fit_ellipse(label == 3)
     # the reported ellipse is the one fitted to the model's own mask, and it sits on the labelled pupil
-    from training.evaluate import load_predictor
+    from training.inference import load_predictor
     from training.predict import predict_ellipse
 
     record, mask = predict_ellipse(load_predictor(FIXTURE_MODEL), cv2.imread(str(frames[0]), cv2.IMREAD_GRAYSCALE))

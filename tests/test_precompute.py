@@ -6,8 +6,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-import precompute
-from tests.conftest import run_python
+from tests.conftest import ROOT, run_python
+from training import precompute
 from training.synthetic import generate
 
 
@@ -118,7 +118,7 @@ def test_missing_kaggle_credentials_give_one_clear_message(tmp_path):
     import sys
 
     result = subprocess.run([sys.executable, "precompute.py", "--no-push", "--output-dir", str(tmp_path / "out")],
-                            cwd=precompute.__file__.rsplit("/", 1)[0], env=clean, capture_output=True, text=True, timeout=120)
+                            cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "Kaggle credentials not found" in result.stderr and "KAGGLE_USERNAME" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout

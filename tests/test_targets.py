@@ -7,7 +7,12 @@ import torch
 from training import preprocess
 from training.losses import surface_loss
 from training.synthetic import FAMILIES, render_frame
-from training.targets import DISTANCE_ERROR_BOUND_PX, distance_maps, label_targets, spatial_weights
+from training.targets import (
+    DISTANCE_ERROR_BOUND_PX,
+    distance_maps,
+    label_targets,
+    spatial_weights,
+)
 
 DIAGONAL = float(np.hypot(399, 639))
 
@@ -27,17 +32,21 @@ def masks() -> torch.Tensor:
 
 
 def test_spatial_weights_equal_the_cpu_reference(masks):
+    """Scenario: Device targets against the CPU reference"""
     expected = np.stack([preprocess.spatial_weights(m) for m in masks.numpy()])
     assert np.array_equal(spatial_weights(masks).numpy(), expected)
 
 
 def test_exact_distance_maps_at_full_resolution(masks):
+    """Scenario: Device targets against the CPU reference"""
     expected = np.stack([preprocess.distance_maps(m) for m in masks.numpy()])
     assert np.abs(distance_maps(masks, factor=1).numpy() - expected).max() * DIAGONAL < 1e-3
 
 
 def test_coarse_distance_maps_stay_within_the_stated_bound(masks):
-    """The default (factor 4) is within DISTANCE_ERROR_BOUND_PX of cv2's exact transform at every pixel, keeps
+    """Scenario: Device targets against the CPU reference
+
+    The default (factor 4) is within DISTANCE_ERROR_BOUND_PX of cv2's exact transform at every pixel, keeps
     every sign (<= 0 inside the class, >= 0 outside) and is all zeros for an empty mask."""
     expected = np.stack([preprocess.distance_maps(m) for m in masks.numpy()])
     approx = distance_maps(masks).numpy()
@@ -50,7 +59,7 @@ def test_coarse_distance_maps_stay_within_the_stated_bound(masks):
 
 
 def test_surface_loss_falls_as_the_prediction_approaches_the_label(masks):
-    """The surface term with on-device maps still ranks predictions by their distance to the label."""
+    """Scenario: Device targets against the CPU reference (the surface term with device maps still ranks predictions)"""
     import cv2
 
     label = masks[:12].long()

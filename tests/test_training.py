@@ -44,7 +44,7 @@ def test_two_epoch_run_is_fully_recorded_in_mlflow(precomputed, tmp_path, monkey
     client = MlflowClient(uri)
     run = client.get_run(result.mlflow_run_id)
     assert run.info.status == "FINISHED"
-    for key in ("train_loss", "valid_loss", "train_iou", "valid_iou", "train_miou", "valid_miou", "train_ce_loss", "train_dice_loss",
+    for key in ("train_loss", "valid_loss", "train_pupil_iou", "valid_pupil_iou", "train_miou", "valid_miou", "train_ce_loss", "train_dice_loss",
                 "train_surface_loss", "valid_ce_loss", "valid_dice_loss", "valid_surface_loss", "lr", "alpha", "epoch_seconds", "images_per_second"):
         history = client.get_metric_history(run.info.run_id, key)
         assert [m.step for m in history] == [0, 1], key
@@ -56,6 +56,13 @@ def test_two_epoch_run_is_fully_recorded_in_mlflow(precomputed, tmp_path, monkey
     assert run.data.tags["model_type"] == "TinyEfficientViT" and run.data.tags["architecture"] == "TinyEfficientViT-tiny"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)} | {a.path for d in ("overlays", "onnx", "checkpoints") for a in client.list_artifacts(run.info.run_id, d)}
     assert {"config.json", "learning_curves.png", "overlays/epoch_001.png", "onnx/best_efficientvit_model.onnx", "checkpoints/best_state_dict.pt"} <= artifacts
+    inputs = {d.tags[0].value: d.dataset for d in run.inputs.dataset_inputs}  # MLflow's Datasets panel
+    assert set(inputs) == {"training", "validation"}
+    assert inputs["training"].name.endswith("/train") and inputs["training"].source_type == "local" and len(inputs["training"].digest) == 12
+    assert json.loads(inputs["training"].profile)["num_rows"] == 8 and "dist_map" not in json.loads(inputs["training"].profile)["columns"]
+    assert json.loads(inputs["validation"].profile)["columns"]["dist_map"] == "float32[2, 400, 640]"
+    champion = client.get_model_version_by_alias("TinyEfficientViT-tiny", "champion")  # the model registry
+    assert champion.run_id == run.info.run_id and float(champion.tags["valid_miou"]) == pytest.approx(result.best_metric)
     mlflow.set_tracking_uri(uri)
     models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
     assert [m.source_run_id for m in models] == [run.info.run_id]
@@ -149,7 +156,8 @@ def _kill_group(process):
 
 
 def test_tracking_server_dying_mid_run_loses_nothing(precomputed, tmp_path):
-    """Scenario: Tracking server dies mid-run"""
+    """Scenario: Tracking server dies mid-run
+    Scenario: Datasets and registry on a server"""
     port, store = _free_port(), tmp_path / "server"
     store.mkdir()
     server = _start_mlflow_server(store, port)
@@ -181,6 +189,17 @@ def test_tracking_server_dying_mid_run_loses_nothing(precomputed, tmp_path):
         assert sorted(m.step for m in history) == [0, 1, 2]
         assert client.get_run(state["run_id"]).info.status == "FINISHED"
         assert "learning_curves.png" in {a.path for a in client.list_artifacts(state["run_id"])}
+        run_inputs = client.get_run(state["run_id"]).inputs.dataset_inputs  # sent late, still recorded
+        assert sorted(d.tags[0].value for d in run_inputs) == ["training", "validation"]
+        first = client.get_model_version_by_alias("TinyEfficientViT-tiny", "champion")
+        assert first.run_id == state["run_id"]
+        # a second, worse run is registered as a new version but does not take the alias
+        worse = run_python(["training/train_efficientvit_local.py", "--dataset", str(precomputed / "dataset"), "--epochs", "1", "--batch-size", "4",
+                            "--limit", "8", "--lr", "1e-9", "--output-dir", str(tmp_path / "runs"), "--run-name", "worse", "--overlay-every", "0"],
+                           env={"MLFLOW_TRACKING_URI": uri})
+        assert worse.returncode == 0, worse.stdout[-2000:] + worse.stderr[-2000:]
+        versions = client.search_model_versions("name = 'TinyEfficientViT-tiny'")
+        assert len(versions) == 2 and client.get_model_version_by_alias("TinyEfficientViT-tiny", "champion").version == first.version
     finally:
         _kill_group(server)
 
@@ -389,7 +408,7 @@ def test_demo_runs_the_whole_pipeline(tmp_path):
     assert list(tmp_path.glob("runs/demo-*/best_efficientvit_model.onnx"))
     run_dir = next(tmp_path.glob("runs/demo-*"))
     best = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
-    assert f"best epoch           1: valid pupil IoU {best['valid_iou']:.4f}, mIoU {best['valid_miou']:.4f}" in out
+    assert f"best epoch           1: valid pupil IoU {best['valid_pupil_iou']:.4f}, mIoU {best['valid_miou']:.4f}" in out
     config = json.loads((run_dir / "config.json").read_text())
     assert config["batch_size"] == 8 and config["model_variant"] == "base" and config["crop"] == "256x384"
     assert config["pretrained"] is True and "fine-tune the shipped pretrained weights" in out  # the documented recipe
@@ -397,3 +416,34 @@ def test_demo_runs_the_whole_pipeline(tmp_path):
     test = json.loads((run_dir / "synthetic_test" / "report.json").read_text())
     assert test["split"] == "test" and test["frames"] >= 1
     assert f"synthetic test       pupil IoU mean {test['pupil_iou_mean']:.4f}, detection@5px {test['detection_rate']:.3f}" in out
+
+
+def test_input_work_runs_per_batch_on_the_training_device(precomputed, tmp_path, monkeypatch):
+    """Scenario: Input work on the training device"""
+    import training.engine as engine
+
+    seen = {"augmented": 0, "targets": 0, "loader_maps": 0}
+    real_call, real_targets, real_to_device = engine.BatchAugmenter.__call__, engine.label_targets, engine.to_device
+
+    def counting_call(self, batch, epoch, unit_float=False):
+        seen["augmented"] += len(batch["index"])
+        return real_call(self, batch, epoch, unit_float)
+
+    def counting_targets(label, *args, **kwargs):
+        seen["targets"] += label.shape[0]
+        return real_targets(label, *args, **kwargs)
+
+    def watching_to_device(batch, device, channels_last, augmenter=None, epoch=0, label_maps=True):
+        if augmenter is not None:  # a training batch as the loader workers produced it
+            seen["loader_maps"] += int("dist_map" in batch or "spatial_weights" in batch)
+            assert batch["image"].dtype == torch.uint8
+        return real_to_device(batch, device, channels_last, augmenter, epoch, label_maps)
+
+    monkeypatch.setattr(engine.BatchAugmenter, "__call__", counting_call)
+    monkeypatch.setattr(engine, "label_targets", counting_targets)
+    monkeypatch.setattr(engine, "to_device", watching_to_device)
+    result = train(_cfg(precomputed / "dataset", tmp_path, epochs=1, crop="192x320", export_onnx=False, overlay_every=0))
+    assert seen == {"augmented": 8, "targets": 8, "loader_maps": 0}  # every training sample, once; validation uses stored maps
+    assert np.isfinite(result.history[-1]["train_loss"])
+    with pytest.raises(ValueError, match="crop trains the segmentation task only"):
+        train(_cfg(precomputed / "dataset", tmp_path / "e", task="ellipse", crop="192x320"))

@@ -15,8 +15,11 @@ int64 upcast of the `datasets` numpy format.
 from __future__ import annotations
 
 import bisect
+import logging
+import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import cv2
 import numpy as np
@@ -27,7 +30,9 @@ from torch.utils.data import Dataset
 
 from training import preprocess
 
-HEIGHT, WIDTH = 400, 640
+log = logging.getLogger(__name__)
+
+HEIGHT, WIDTH = preprocess.HEIGHT, preprocess.WIDTH
 SPLIT_NAMES = ("train", "validation", "test")
 RAW_LAYOUTS = ("", "openEDS", "openEDS/openEDS")  # Kaggle download, with or without the extra levels
 ARRAY_COLUMNS = {  # name: (shape, numpy dtype)
@@ -177,21 +182,25 @@ def raw_split_dirs(root: Path, split: str) -> tuple[Path, Path] | None:
     return None
 
 
+def raw_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
+    """(image, label) paths of a raw OpenEDS split, sorted by name: the one listing that training (RawSplit) and
+    scoring (iter_frames) share; the label path may not exist (a bad input for the caller to report)."""
+    dirs = raw_split_dirs(root, split)
+    if dirs is None:
+        raise FileNotFoundError(f"{root}: no {split}/images and {split}/labels folders")
+    images, labels = dirs
+    return [(image_path, labels / f"{image_path.stem}.npy") for image_path in sorted(images.glob("*.png"))]
+
+
 class RawSplit(Dataset):
-    """Raw OpenEDS frames, preprocessed at load time. Frames whose pupil mask is empty are skipped (as in
-    precompute); unreadable or malformed files raise an error naming the file."""
+    """Raw OpenEDS frames, preprocessed at load time. Frames whose pupil mask is empty are skipped, as precompute
+    skips them (iter_frames, which scores models, keeps them: a false positive there counts); unreadable or
+    malformed files raise an error naming the file."""
 
     def __init__(self, root: Path, split: str, columns: list[str] | None = None) -> None:
         self.maps = columns is None or "dist_map" in columns  # the label targets cost more than the rest
-        dirs = raw_split_dirs(root, split)
-        if dirs is None:
-            raise FileNotFoundError(f"{root}: no {split}/images and {split}/labels folders")
-        images, labels = dirs
-        self.items = []
-        for image_path in sorted(images.glob("*.png")):
-            label_path = labels / f"{image_path.stem}.npy"
-            if label_path.exists() and (np.load(label_path, mmap_mode="r") == preprocess.PUPIL_CLASS).any():
-                self.items.append((image_path, label_path))
+        self.items = [(image_path, label_path) for image_path, label_path in raw_pairs(root, split)
+                      if label_path.exists() and (np.load(label_path, mmap_mode="r") == preprocess.PUPIL_CLASS).any()]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -261,6 +270,27 @@ def resolve_source(spec: str) -> tuple[str, Path | str]:
 IMAGE_AND_LABEL = ["image", "label", *SCALAR_COLUMNS, "filename", "subject", "preprocessed"]
 
 
+def describe_split(spec: str, split: str, dataset: Dataset) -> dict[str, Any]:
+    """What MLflow records of a dataset input: name, digest (changes when the data does), source, source type, rows."""
+    import hashlib
+
+    kind, location = resolve_source(spec)
+    digest = hashlib.sha1(f"{kind}:{split}".encode())
+    if isinstance(dataset, ParquetSplit):  # shard names carry a hash of their inputs
+        for path in dataset.files:
+            digest.update(f"{path.name}:{path.stat().st_size}".encode())
+    elif isinstance(dataset, RawSplit):
+        for image_path, label_path in dataset.items:
+            digest.update(f"{image_path.name}:{image_path.stat().st_size}:{label_path.stat().st_size}".encode())
+    else:
+        digest.update(str(getattr(dataset.dataset, "_fingerprint", location)).encode())
+    name = Path(str(location)).name if kind != "hub" else str(location)
+    if name == "dataset":  # <output-dir>/dataset: the output folder names it
+        name = Path(str(location)).parent.name
+    return {"name": f"{name}/{split}", "digest": digest.hexdigest()[:12], "source": f"{location}/{split}" if kind != "hub" else f"hf://datasets/{location}/{split}",
+            "source_type": {"parquet": "local", "raw": "local", "hub": "huggingface"}[kind], "rows": len(dataset)}
+
+
 def open_split(spec: str, split: str, columns: list[str] | None = None) -> Dataset:
     """A split of any source; `columns` limits what a parquet source decodes (others ignore it)."""
     kind, location = resolve_source(spec)
@@ -306,3 +336,69 @@ def to_tensors(sample: dict[str, Any]) -> dict[str, torch.Tensor]:
     }
     out.update({name: _tensor(sample[name]) for name in ("spatial_weights", "dist_map") if name in sample})
     return out
+
+
+# ------------------------------------------------------------------------------------- frames to score
+@dataclass
+class Frame:
+    name: str
+    image: np.ndarray  # uint8 (H, W), raw unless preprocessed
+    mask: np.ndarray  # uint8 (H, W), pupil = 1
+    preprocessed: bool
+
+
+def iter_frames(source: str | os.PathLike, split: str = "validation", limit: int = 0, bad: list[str] | None = None) -> Iterator[Frame]:
+    """Frames with pupil masks from a precompute output, a raw OpenEDS folder or an images/ + masks/ folder.
+
+    A frame that cannot be used (unreadable image, missing or mis-sized mask) raises BadInput naming the file,
+    unless `bad` is a list: then its message is logged, appended there and the frame left out."""
+    root = Path(source)
+    if not root.exists():
+        raise FileNotFoundError(f"{root}: no such data folder")
+    count = 0
+    for frame in _frames(root, split):
+        if isinstance(frame, BadInput):
+            if bad is None:
+                raise frame
+            log.warning("skipped bad input: %s", frame)
+            bad.append(str(frame))
+            continue
+        if limit and count >= limit:
+            return
+        count += 1
+        yield frame
+
+
+def _read_pair(image_path: Path, mask_path: Path) -> Frame | BadInput:
+    image = cv2.imread(str(image_path), cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        return BadInput(f"{image_path}: not a readable image")
+    mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE) if mask_path.is_file() else None
+    if mask is None:
+        return BadInput(f"{mask_path}: missing or unreadable mask for {image_path.name}")
+    if mask.shape != image.shape:
+        return BadInput(f"{mask_path}: mask shape {mask.shape} does not match the image {image.shape}")
+    return Frame(image_path.name, image, (mask > 127).astype(np.uint8), False)
+
+
+def _frames(root: Path, split: str) -> Iterator[Frame | BadInput]:
+    if (root / "images").is_dir() and (root / "masks").is_dir():
+        for image_path in sorted(root / "images" / p for p in os.listdir(root / "images") if p.lower().endswith(".png")):
+            yield _read_pair(image_path, root / "masks" / image_path.name)
+        return
+    kind, location = resolve_source(str(root))
+    if kind == "parquet":  # precompute never writes empty-pupil frames
+        dataset = ParquetSplit(Path(location) / split, columns=["image", "label", "filename", "preprocessed"])
+        for index in range(len(dataset)):
+            row = dataset.read_row(index)
+            yield Frame(row["filename"], row["image"], row["label"], bool(row["preprocessed"]))
+    elif kind == "raw":
+        for image_path, label_path in raw_pairs(Path(location), split):
+            try:
+                image, label = read_raw_pair(image_path, label_path)
+            except BadInput as error:
+                yield error
+                continue
+            yield Frame(image_path.name, image, preprocess.binarize(label), False)
+    else:
+        raise FileNotFoundError(f"{root}: evaluate reads local folders (precompute output, raw OpenEDS, images/ + masks/)")

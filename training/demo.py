@@ -18,7 +18,7 @@ import argparse
 import time
 from pathlib import Path
 
-import precompute
+from training import precompute
 from training.config import TrainConfig
 from training.engine import TrainResult, train
 from training.evaluate import evaluate_model
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     store = Path(cfg.output_dir).resolve() / "mlflow.db"
     print(f"""
 done in {(time.perf_counter() - start) / 60:.1f} min
-  best epoch           {result.best_epoch + 1}: valid pupil IoU {best.get('valid_iou', float('nan')):.4f}, mIoU {result.best_metric:.4f}
+  best epoch           {result.best_epoch + 1}: valid pupil IoU {best.get('valid_pupil_iou', float('nan')):.4f}, mIoU {result.best_metric:.4f}
   synthetic test       pupil IoU mean {test['pupil_iou_mean']:.4f}, detection@5px {test['detection_rate']:.3f} ({test['frames']} frames)
   ONNX model           {onnx_note}
   checkpoints          {result.run_dir / 'best.pt'}, {result.run_dir / 'last.pt'}

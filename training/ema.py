@@ -1,8 +1,9 @@
-"""Exponential moving average (EMA) of a model's weights, the recipe of timm's ModelEmaV2.
+"""Exponential moving average (EMA) of a model's weights: timm's ModelEmaV2 averaging (every parameter and buffer)
+with the num_updates warm-up of TensorFlow's tf.train.ExponentialMovingAverage.
 
     ema = ModelEma(model, decay=0.995)
     ...optimizer.step(); ema.update(model)
-    evaluate(ema.module)
+    validate(ema.module)
 
 After each optimizer step every floating-point parameter and buffer (BatchNorm running statistics included) moves
 towards the training model: ema = d * ema + (1 - d) * model, with d = min(decay, (1 + n) / (10 + n)) after n

@@ -12,9 +12,7 @@ seed + rank and reads its DistributedSampler shard.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
-import json
 import logging
 import math
 import os
@@ -24,23 +22,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
-from training.checkpoint import find_resume_checkpoint, inference_weights, load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state, state_dict_cpu, unwrap
-from training.config import TrainConfig
 from training.augment import AugmentConfig, BatchAugmenter
-from training.data import IMAGE_AND_LABEL, TrainingDataset, open_split, resolve_source
+from training.checkpoint import (
+    CheckpointSaver,
+    TrainState,
+    resume_checkpoint,
+    rng_state,
+    seed_everything,
+)
+from training.config import TrainConfig
+from training.data import (
+    IMAGE_AND_LABEL,
+    TrainingDataset,
+    describe_split,
+    open_split,
+    resolve_source,
+)
 from training.ema import ModelEma
-from training.export import OnnxSizeError, atomic_write_bytes, export_onnx
+from training.export import OnnxSizeError, export_onnx
 from training.losses import alpha_schedule
 from training.models import count_parameters
+from training.reporting import RunReport
 from training.targets import label_targets
 from training.tasks import Task, get_task
-from training.tracking import Tracker, default_tracking_uri
-from training.visualize import LABEL_COLOR, PREDICTION_COLOR, outline
+from training.tracking import Tracker
 
 log = logging.getLogger("training")
 
@@ -128,10 +137,11 @@ def _autocast(runtime: Runtime, cfg: TrainConfig):
     return torch.autocast(device_type=runtime.device.type, dtype=torch.float16, enabled=enabled)
 
 
-def train_one_epoch(model, loader, task: Task, optimizer, scheduler, scaler, alpha: float, cfg: TrainConfig, runtime: Runtime, epoch: int,
-                    ema: ModelEma | None = None, augmenter: BatchAugmenter | None = None) -> dict[str, float]:
+def train_one_epoch(state: TrainState, loader, task: Task, alpha: float, cfg: TrainConfig, runtime: Runtime, epoch: int,
+                    augmenter: BatchAugmenter | None = None) -> dict[str, float]:
     from tqdm import tqdm
 
+    model, optimizer, scheduler, scaler, ema = state.model, state.optimizer, state.scheduler, state.scaler, state.ema
     model.train()
     if cfg.freeze_bn:
         for module in model.modules():
@@ -180,7 +190,7 @@ def _loss_name(key: str) -> str:
 
 
 @torch.no_grad()
-def evaluate(model, loader, task: Task, alpha: float, cfg: TrainConfig, runtime: Runtime) -> dict[str, float]:
+def validate(model, loader, task: Task, alpha: float, cfg: TrainConfig, runtime: Runtime) -> dict[str, float]:
     model.eval()
     meter = task.new_meter()
     sums: dict[str, float] = {}
@@ -239,148 +249,139 @@ def train(cfg: TrainConfig, on_checkpoint: Callable[[Path], None] | None = None)
     runtime = setup_runtime(cfg)
     seed_everything(cfg.seed, runtime.rank)
     run_dir, run_name = resolve_run_dir(cfg, task)
-    resume_path = find_resume_checkpoint(cfg.resume, run_dir)
-    checkpoint = load_checkpoint(resume_path) if resume_path else None
-    if checkpoint is None and (run_dir / "last.pt").exists():
-        raise FileExistsError(f"{run_dir} already holds a run: pass --resume auto to continue it, or choose another --run-name")
-
-    # data
-    train_set = TrainingDataset(open_split(cfg.dataset, "train", columns=IMAGE_AND_LABEL), limit=cfg.limit)  # targets: on the device
-    valid_set = TrainingDataset(open_split(cfg.dataset, "validation"), limit=cfg.limit)  # the stored (exact) targets
-    augmenter = BatchAugmenter(AugmentConfig(crop=cfg.crop_size() or None), seed=cfg.seed) if cfg.augment else None
-    if len(train_set) == 0 or len(valid_set) == 0:
-        raise ValueError(f"{cfg.dataset}: empty train ({len(train_set)}) or validation ({len(valid_set)}) split")
-    sampler = DistributedSampler(train_set, runtime.world_size, runtime.rank, shuffle=True, seed=cfg.seed, drop_last=runtime.distributed)
-    loader_args = {"num_workers": cfg.num_workers, "pin_memory": runtime.device.type == "cuda", "persistent_workers": cfg.num_workers > 0}
-    train_loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=False, **loader_args)
-    valid_loader = DataLoader(valid_set, batch_size=cfg.batch_size, shuffle=False, **loader_args)
-
-    # model and optimisation
-    model = (task.build_model(cfg.model_variant, pretrained=True) if cfg.pretrained else task.build_model(cfg.model_variant)).to(runtime.device)
-    if cfg.channels_last and runtime.device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    params = count_parameters(model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = build_scheduler(cfg, optimizer, len(train_loader))
-    scaler = torch.amp.GradScaler(runtime.device.type, enabled=cfg.amp and runtime.device.type == "cuda")
-    start_epoch, best_metric, best_epoch, stale_epochs = 0, -math.inf, -1, 0
-    if checkpoint is not None:
-        if checkpoint["config"].get("model_variant") != cfg.model_variant:
-            raise ValueError(f"{resume_path}: checkpoint is a {checkpoint['config'].get('model_variant')!r} model, not {cfg.model_variant!r}")
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        start_epoch, best_metric, best_epoch, stale_epochs = checkpoint["epoch"] + 1, checkpoint["best_metric"], checkpoint["best_epoch"], checkpoint["stale_epochs"]
-        set_rng_state(checkpoint["rng"][min(runtime.rank, len(checkpoint["rng"]) - 1)])
-    # Rank 0 keeps the weight average (every rank holds the same weights after a step); validation, best.pt
-    # selection, ONNX export and overlays use it.
-    ema = ModelEma(model, cfg.ema_decay) if cfg.ema_decay > 0 and runtime.is_main else None
-    if ema is not None and checkpoint is not None and "ema" in checkpoint:
-        ema.load_state_dict(checkpoint["ema"])
-    if runtime.distributed:
-        if runtime.device.type == "cuda" and not cfg.freeze_bn:  # batch statistics over all GPUs (CUDA only)
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
-
-    # outputs (rank 0)
-    tracker = None
-    history: list[dict[str, float]] = []
+    checkpoint = resume_checkpoint(cfg.resume, run_dir, cfg.model_variant)
+    data = build_data(cfg, runtime)
+    state = build_state(cfg, task, runtime, len(data.train_loader), checkpoint)
+    saver = CheckpointSaver(run_dir, cfg.to_dict(), runtime.world_size, on_checkpoint)
+    report = open_report(cfg, task, run_dir, run_name, state, data, runtime, resumed=checkpoint is not None) if runtime.is_main else None
     onnx_path = run_dir / task.onnx_name
-    if runtime.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2).encode())
-        history = _read_history(run_dir / "metrics.jsonl", before_epoch=start_epoch)
-        _write_history(run_dir / "metrics.jsonl", history)
-        tracker = Tracker(run_dir, default_tracking_uri(cfg.output_dir), cfg.experiment_name, run_name, artifact_root=Path(cfg.output_dir) / "mlruns")
-        if checkpoint is None:
-            kind, location = resolve_source(cfg.dataset)
-            tracker.set_tags({"model_type": task.model_type, "architecture": f"{task.model_type}-{cfg.model_variant}", "task": task.name,
-                              **({"git_commit": commit} if (commit := git_commit()) else {})})
-            tracker.log_params({**cfg.to_dict(), "num_parameters": params, "dataset_kind": kind, "dataset_location": str(location),
-                                "train_samples": len(train_set), "valid_samples": len(valid_set), "world_size": runtime.world_size, "device": str(runtime.device)})
-            tracker.log_artifact(run_dir / "config.json")
-        print(f"run {run_name}: {task.model_type}-{cfg.model_variant} ({params:,} params) on {runtime.device} x{runtime.world_size}, "
-              f"{len(train_set)} train / {len(valid_set)} valid samples, epochs {start_epoch + 1}..{cfg.epochs} -> {run_dir}", flush=True)
-
-    epoch = start_epoch - 1
-    for epoch in range(start_epoch, cfg.epochs):
+    for epoch in range(state.epoch + 1, cfg.epochs):
         start = time.perf_counter()
-        sampler.set_epoch(epoch)
+        data.sampler.set_epoch(epoch)
         alpha = alpha_schedule(epoch, cfg.epochs, cfg.alpha_start, cfg.alpha_end, cfg.alpha_decay_epochs)
-        lr = optimizer.param_groups[0]["lr"]
-        metrics = train_one_epoch(model, train_loader, task, optimizer, scheduler, scaler, alpha, cfg, runtime, epoch, ema, augmenter)
-        stop = torch.zeros(1, device=runtime.device)
-        if runtime.is_main:
-            eval_model = ema.module if ema is not None else unwrap(model)
-            metrics.update(evaluate(eval_model, valid_loader, task, alpha, cfg, runtime))
-            seconds = time.perf_counter() - start
-            metrics.update(epoch=epoch, lr=lr, alpha=alpha, epoch_seconds=seconds, images_per_second=metrics.pop("train_samples") / seconds)
-            monitored = metrics[task.monitor]
-            improved = monitored > best_metric
-            if improved:
-                best_metric, best_epoch, stale_epochs = monitored, epoch, 0
-                save_checkpoint(run_dir / "best.pt", _checkpoint_state(model, optimizer, scheduler, scaler, epoch, best_metric, best_epoch, stale_epochs, cfg, runtime, ema=ema))
-                if cfg.export_onnx:
-                    export_best(eval_model, onnx_path, task, tracker, epoch)
-            else:
-                stale_epochs += 1
-            metrics.update(best_metric=best_metric, best_epoch=best_epoch)
-            history.append(metrics)
-            _append_history(run_dir / "metrics.jsonl", metrics)
-            print(_summary_line(metrics, task, cfg), flush=True)
-            tracker.log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
-            if task.predict_mask is not None and cfg.overlay_every and (epoch % cfg.overlay_every == 0 or epoch == cfg.epochs - 1):
-                overlay = save_overlays(eval_model, valid_set, task, run_dir / "overlays" / f"epoch_{epoch + 1:03d}.png", runtime)
-                tracker.log_artifact(overlay, "overlays")
-            if cfg.scheduler == "plateau":
-                scheduler.step(monitored)
-            if cfg.early_stopping_patience and stale_epochs >= cfg.early_stopping_patience:
-                print(f"early stopping: {task.monitor} has not improved for {stale_epochs} epochs (best {best_metric:.4f} at epoch {best_epoch + 1})", flush=True)
-                stop.fill_(1)
-        if runtime.distributed:
-            dist.broadcast(stop, src=0)
-            state = torch.tensor([stale_epochs, best_epoch, best_metric if math.isfinite(best_metric) else -1e9], dtype=torch.float64, device=runtime.device)
-            dist.broadcast(state, src=0)
-            stale_epochs, best_epoch, best_metric = int(state[0]), int(state[1]), float(state[2])
-            if cfg.scheduler == "plateau":
-                _sync_lr(optimizer, runtime)
+        lr = state.optimizer.param_groups[0]["lr"]
+        metrics = train_one_epoch(state, data.train_loader, task, alpha, cfg, runtime, epoch, data.augmenter)
+        state.epoch = epoch
+        stop = end_of_epoch(state, metrics, data, task, cfg, runtime, saver, report, onnx_path, alpha, lr, start) if runtime.is_main else False
+        stop = sync_ranks(state, stop, cfg, runtime)
         rngs = _gather_rng_states(runtime)
         if runtime.is_main:
-            save_checkpoint(run_dir / "last.pt", _checkpoint_state(model, optimizer, scheduler, scaler, epoch, best_metric, best_epoch, stale_epochs, cfg, runtime, rngs, ema))
-            if on_checkpoint is not None:
-                on_checkpoint(run_dir / "last.pt")
+            saver.save_last(state, rngs)
         if runtime.distributed:
             dist.barrier()
-        if stop.item():
+        if stop:
             break
-
-    if runtime.is_main:
-        finish_run(tracker, run_dir, history, task, onnx_path if onnx_path.exists() else None)
-        if cfg.export_onnx and best_epoch >= 0 and not onnx_path.exists():
+    if report is not None:
+        report.finish(onnx_path if onnx_path.exists() else None)
+        if cfg.export_onnx and state.best_epoch >= 0 and not onnx_path.exists():
             raise RuntimeError(f"{run_dir}: no valid ONNX export in this run (see the warnings above); the checkpoints are kept: "
                                f"export best.pt with `python -m training.evaluate --model {run_dir / 'best.pt'}` after fixing the cause")
     if runtime.distributed:
         dist.barrier()
-    return TrainResult(run_dir, best_metric, best_epoch, epoch + 1, onnx_path if onnx_path.exists() else None, history, tracker.run_id if tracker else None)
+    return TrainResult(run_dir, state.best_metric, state.best_epoch, state.epoch + 1, onnx_path if onnx_path.exists() else None,
+                       report.history if report else [], report.tracker.run_id if report else None)
 
 
-def _checkpoint_state(model, optimizer, scheduler, scaler, epoch, best_metric, best_epoch, stale_epochs, cfg, runtime, rngs=None, ema=None) -> dict[str, Any]:
-    return {
-        **({"ema": ema.state_dict()} if ema is not None else {}),
-        "model": state_dict_cpu(model),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict(),
-        "epoch": epoch,
-        "best_metric": float(best_metric),
-        "best_epoch": best_epoch,
-        "stale_epochs": stale_epochs,
-        "rng": rngs or [rng_state()],
-        "config": cfg.to_dict(),
-        "model_config": dataclasses.asdict(unwrap(model).config) if dataclasses.is_dataclass(getattr(unwrap(model), "config", None)) else {},
-        "world_size": runtime.world_size,
-    }
+@dataclass
+class Data:
+    train_set: TrainingDataset
+    valid_set: TrainingDataset
+    sampler: DistributedSampler
+    train_loader: DataLoader
+    valid_loader: DataLoader
+    augmenter: BatchAugmenter | None
+
+
+def build_data(cfg: TrainConfig, runtime: Runtime) -> Data:
+    """Loaders that decode only; augmentation and targets run per batch on the device (to_device)."""
+    train_set = TrainingDataset(open_split(cfg.dataset, "train", columns=IMAGE_AND_LABEL), limit=cfg.limit)  # targets: on the device
+    valid_set = TrainingDataset(open_split(cfg.dataset, "validation"), limit=cfg.limit)  # the stored (exact) targets
+    if len(train_set) == 0 or len(valid_set) == 0:
+        raise ValueError(f"{cfg.dataset}: empty train ({len(train_set)}) or validation ({len(valid_set)}) split")
+    sampler = DistributedSampler(train_set, runtime.world_size, runtime.rank, shuffle=True, seed=cfg.seed, drop_last=runtime.distributed)
+    loader_args = {"num_workers": cfg.num_workers, "pin_memory": runtime.device.type == "cuda", "persistent_workers": cfg.num_workers > 0}
+    augmenter = BatchAugmenter(AugmentConfig(crop=cfg.crop_size() or None), seed=cfg.seed) if cfg.augment else None
+    return Data(train_set, valid_set, sampler, DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=False, **loader_args),
+                DataLoader(valid_set, batch_size=cfg.batch_size, shuffle=False, **loader_args), augmenter)
+
+
+def build_state(cfg: TrainConfig, task: Task, runtime: Runtime, steps_per_epoch: int, checkpoint: dict[str, Any] | None) -> TrainState:
+    """Model (pretrained if asked), AdamW, schedule, AMP scaler and the rank-0 weight average, restored from the
+    checkpoint when resuming, then wrapped for DDP."""
+    model = task.build_model(cfg.model_variant, pretrained=True) if cfg.pretrained else task.build_model(cfg.model_variant)
+    model = model.to(runtime.device)
+    if cfg.channels_last and runtime.device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scaler = torch.amp.GradScaler(runtime.device.type, enabled=cfg.amp and runtime.device.type == "cuda")
+    # Rank 0 keeps the weight average (every rank holds the same weights after a step).
+    ema = ModelEma(model, cfg.ema_decay) if cfg.ema_decay > 0 and runtime.is_main else None
+    state = TrainState(model, optimizer, build_scheduler(cfg, optimizer, steps_per_epoch), scaler, ema)
+    if checkpoint is not None:
+        state.load_state_dict(checkpoint, runtime.rank)
+    if runtime.distributed:
+        if runtime.device.type == "cuda" and not cfg.freeze_bn:  # batch statistics over all GPUs (CUDA only)
+            state.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(state.model)
+        state.model = torch.nn.parallel.DistributedDataParallel(state.model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
+    return state
+
+
+def open_report(cfg: TrainConfig, task: Task, run_dir: Path, run_name: str, state: TrainState, data: Data, runtime: Runtime, resumed: bool) -> RunReport:
+    """The main rank's report; a fresh run also records its tags and parameters in MLflow."""
+    report = RunReport(cfg, task, run_dir, run_name, start_epoch=state.epoch + 1)
+    params = count_parameters(state.model)
+    if not resumed:
+        kind, location = resolve_source(cfg.dataset)
+        report.tracker.set_tags({"model_type": task.model_type, "architecture": f"{task.model_type}-{cfg.model_variant}", "task": task.name,
+                                 **({"git_commit": commit} if (commit := git_commit()) else {})})
+        report.tracker.log_params({**cfg.to_dict(), "num_parameters": params, "dataset_kind": kind, "dataset_location": str(location),
+                                   "train_samples": len(data.train_set), "valid_samples": len(data.valid_set), "world_size": runtime.world_size,
+                                   "device": str(runtime.device)})
+        report.tracker.log_artifact(run_dir / "config.json")
+        for context, split, dataset in (("training", "train", data.train_set), ("validation", "validation", data.valid_set)):
+            described = describe_split(cfg.dataset, split, dataset.source)
+            columns = {key: f"{str(value.dtype).removeprefix('torch.')}{list(value.shape)}" for key, value in dataset[0].items() if key != "index"}
+            report.tracker.log_dataset(**{**described, "rows": len(dataset)}, context=context, columns=columns)
+    print(f"run {run_name}: {task.model_type}-{cfg.model_variant} ({params:,} params) on {runtime.device} x{runtime.world_size}, "
+          f"{len(data.train_set)} train / {len(data.valid_set)} valid samples, epochs {state.epoch + 2}..{cfg.epochs} -> {run_dir}", flush=True)
+    return report
+
+
+def end_of_epoch(state: TrainState, metrics: dict[str, float], data: Data, task: Task, cfg: TrainConfig, runtime: Runtime, saver: CheckpointSaver,
+                 report: RunReport, onnx_path: Path, alpha: float, lr: float, start: float) -> bool:
+    """The main rank's work after an epoch: validate, keep the best (best.pt + ONNX), log, overlays, step a plateau
+    schedule. Returns True when early stopping ends the run."""
+    metrics.update(validate(state.eval_model, data.valid_loader, task, alpha, cfg, runtime))
+    seconds = time.perf_counter() - start
+    metrics.update(epoch=state.epoch, lr=lr, alpha=alpha, epoch_seconds=seconds, images_per_second=metrics.pop("train_samples") / seconds)
+    monitored = metrics[task.monitor]
+    if state.improve(monitored):
+        saver.save_best(state)
+        if cfg.export_onnx:
+            export_best(state.eval_model, onnx_path, task, report.tracker, state.epoch)
+    metrics.update(best_metric=state.best_metric, best_epoch=state.best_epoch)
+    report.log_epoch(metrics)
+    if report.overlays_due(state.epoch):
+        report.log_overlays(state.eval_model, data.valid_set, runtime.device, state.epoch)
+    if cfg.scheduler == "plateau":
+        state.scheduler.step(monitored)
+    if cfg.early_stopping_patience and state.stale_epochs >= cfg.early_stopping_patience:
+        print(f"early stopping: {task.monitor} has not improved for {state.stale_epochs} epochs (best {state.best_metric:.4f} at epoch {state.best_epoch + 1})", flush=True)
+        return True
+    return False
+
+
+def sync_ranks(state: TrainState, stop: bool, cfg: TrainConfig, runtime: Runtime) -> bool:
+    """Under DDP: every rank takes rank 0's stop decision, best-metric bookkeeping and plateau learning rate."""
+    if not runtime.distributed:
+        return stop
+    flags = torch.tensor([float(stop), state.stale_epochs, state.best_epoch, state.best_metric if math.isfinite(state.best_metric) else -1e9],
+                         dtype=torch.float64, device=runtime.device)
+    dist.broadcast(flags, src=0)
+    state.stale_epochs, state.best_epoch, state.best_metric = int(flags[1]), int(flags[2]), float(flags[3])
+    if cfg.scheduler == "plateau":
+        _sync_lr(state.optimizer, runtime)
+    return bool(flags[0])
 
 
 def _gather_rng_states(runtime: Runtime) -> list[dict[str, Any]]:
@@ -418,79 +419,3 @@ def export_best(model, path: Path, task: Task, tracker: Tracker | None = None, e
         return False
 
 
-# ------------------------------------------------------------------------------------- logging helpers
-def _summary_line(metrics: dict[str, float], task: Task, cfg: TrainConfig) -> str:
-    keys = ["train_loss", "valid_loss", "train_iou", "valid_iou", "valid_miou"] if task.name == "segmentation" else ["train_loss", "valid_loss", "valid_center_error_mean", "valid_detection_rate"]
-    parts = " ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)
-    return (f"epoch {metrics['epoch'] + 1:3d}/{cfg.epochs} {parts} lr={metrics['lr']:.2e} alpha={metrics['alpha']:.2f} "
-            f"{metrics['epoch_seconds']:.1f}s {metrics['images_per_second']:.1f} img/s best={metrics['best_metric']:.4f}@{metrics['best_epoch'] + 1}")
-
-
-def _read_history(path: Path, before_epoch: int) -> list[dict[str, float]]:
-    if not path.exists():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [row for row in rows if row["epoch"] < before_epoch]
-
-
-def _write_history(path: Path, rows: list[dict[str, float]]) -> None:
-    atomic_write_bytes(path, "".join(json.dumps(row) + "\n" for row in rows).encode())
-
-
-def _append_history(path: Path, row: dict[str, float]) -> None:
-    with open(path, "a") as handle:
-        handle.write(json.dumps(row) + "\n")
-
-
-@torch.no_grad()
-def save_overlays(model, dataset: TrainingDataset, task: Task, path: Path, runtime: Runtime, count: int = 4) -> Path:
-    """Prediction overlays on fixed validation images: label outline red, prediction green."""
-    import cv2
-
-    model.eval()
-    indices = np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int)
-    tiles = []
-    for index in indices:
-        sample = dataset[int(index)]
-        image = sample["image"][None].float().div(255.0).to(runtime.device)
-        mask = task.predict_mask(model(image))[0].cpu().numpy().astype(np.uint8)
-        tile = outline(sample["image"][0].numpy(), [(sample["label"].numpy(), LABEL_COLOR), (mask, PREDICTION_COLOR)])
-        tiles.append(cv2.resize(tile, (320, 200), interpolation=cv2.INTER_AREA))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), np.hstack(tiles))
-    return path
-
-
-def save_learning_curves(history: list[dict[str, float]], path: Path, task: Task) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [row["epoch"] + 1 for row in history]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for key in ("train_loss", "valid_loss"):
-        left.plot(epochs, [row.get(key, np.nan) for row in history], marker="o", label=key)
-    left.set_xlabel("epoch"), left.set_title("loss"), left.legend()
-    metric_keys = ("train_iou", "valid_iou", "valid_miou") if task.name == "segmentation" else ("valid_detection_rate",)
-    for key in metric_keys:
-        right.plot(epochs, [row.get(key, np.nan) for row in history], marker="o", label=key)
-    right.set_xlabel("epoch"), right.set_title("IoU" if task.name == "segmentation" else task.monitor), right.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
-
-
-def finish_run(tracker: Tracker, run_dir: Path, history: list[dict[str, float]], task: Task, onnx_path: Path | None) -> None:
-    if history:
-        tracker.log_artifact(save_learning_curves(history, run_dir / "learning_curves.png", task))
-    if (run_dir / "best.pt").exists():
-        best = load_checkpoint(run_dir / "best.pt")
-        torch.save(inference_weights(best), run_dir / "best_state_dict.pt")
-        tracker.log_artifact(run_dir / "best_state_dict.pt", "checkpoints")
-    if onnx_path is not None:
-        tracker.log_artifact(onnx_path, "onnx")
-        tracker.log_onnx_model(onnx_path, name="model", output_shapes=task.output_shapes)
-    if not tracker.finish():
-        print(f"MLflow: {tracker.pending} entries pending; send them with: python -m training.tracking sync {run_dir}", flush=True)

@@ -23,188 +23,35 @@ import csv
 import json
 import logging
 import os
-import pickle
 import re
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import cv2
 import numpy as np
 
 from training import preprocess
-from training.data import BadInput, raw_split_dirs, read_raw_pair, resolve_source
-from training.metrics import SegmentationMeter, binary_iou, center_error, center_statistics, scores_from_confusion
+from training.data import BadInput, iter_frames
+from training.inference import (
+    ModelLoadError,
+    Predictor,
+    latency_ms,
+    load_predictor,
+    predict_frame,
+)
+from training.metrics import (
+    SegmentationMeter,
+    binary_iou,
+    center_error,
+    center_statistics,
+    scores_from_confusion,
+)
 from training.visualize import LABEL_COLOR, PREDICTION_COLOR, outline
 
 log = logging.getLogger("training.evaluate")
 SIZE_BINS = ((0, 10), (10, 20), (20, 40), (40, 80), (80, float("inf")))  # pupil diameter in px on the frame's grid
-
-
-# -------------------------------------------------------------------------------------------- models
-@dataclass
-class Predictor:
-    """A loaded model: run(batch float32 (B, 1, H, W)) -> logits (B, 2, H, W); onnx_bytes for latency."""
-
-    run: Callable[[np.ndarray], np.ndarray]
-    input_height: int
-    input_width: int
-    onnx_bytes: bytes
-    source: str
-
-
-class ModelLoadError(ValueError):
-    """A model file that cannot be used; the message names the file and what is wrong."""
-
-
-def load_predictor(path: str | os.PathLike, threads: int = 0) -> Predictor:
-    """An .onnx file (ONNX Runtime), a .pt checkpoint / state_dict (rebuilt, exported to ONNX in memory), or
-    "pretrained": the weights shipped in training/weights/."""
-    from training.export import ort_session
-    from training.models import pretrained_onnx_path
-
-    path = pretrained_onnx_path() if str(path) == "pretrained" else Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such model file")
-    if path.suffix == ".onnx":
-        data = path.read_bytes()
-    elif path.suffix in {".pt", ".pth"}:
-        try:
-            data = _onnx_from_checkpoint(path)
-        except (RuntimeError, KeyError, ValueError, OSError, EOFError, pickle.UnpicklingError) as error:  # torch.load / load_state_dict failures
-            raise ModelLoadError(f"{path}: not a loadable checkpoint of a known model ({str(error).splitlines()[0]})") from error
-    else:
-        raise ModelLoadError(f"{path}: expected an .onnx model or a .pt checkpoint")
-    try:
-        session = ort_session(data, threads)
-    except Exception as error:  # noqa: BLE001 - onnxruntime raises its own exception types (InvalidProtobuf, Fail, ...)
-        raise ModelLoadError(f"{path}: not a valid ONNX model ({str(error).splitlines()[0][:200]})") from error
-    shape = session.get_inputs()[0].shape
-    height, width = (shape[2], shape[3]) if all(isinstance(s, int) for s in shape[2:]) else (400, 640)
-    name = session.get_inputs()[0].name
-    return Predictor(lambda batch: session.run(None, {name: batch})[0], height, width, data, str(path))
-
-
-def _onnx_from_checkpoint(path: Path) -> bytes:
-    import torch
-
-    from training.checkpoint import inference_weights
-    from training.export import export_bytes, strip_debug_metadata
-    from training.models import build_model
-
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    weights = inference_weights(state) if "model" in state else state
-    variant = state.get("config", {}).get("model_variant", "tiny") if "model" in state else _guess_variant(weights)
-    model = build_model(variant)
-    model.load_state_dict(weights)
-    return strip_debug_metadata(export_bytes(model.eval().fuse()))
-
-
-def _guess_variant(weights: dict) -> str:
-    from training.models import VARIANTS, build_model
-
-    for name in VARIANTS:
-        if {k: tuple(v.shape) for k, v in build_model(name).state_dict().items()} == {k: tuple(v.shape) for k, v in weights.items()}:
-            return name
-    raise ValueError("state_dict matches no known model variant; pass a checkpoint with its config")
-
-
-# ---------------------------------------------------------------------------------------------- data
-@dataclass
-class Frame:
-    name: str
-    image: np.ndarray  # uint8 (H, W), raw unless preprocessed
-    mask: np.ndarray  # uint8 (H, W), pupil = 1
-    preprocessed: bool
-
-
-def iter_frames(source: str | os.PathLike, split: str = "validation", limit: int = 0, bad: list[str] | None = None) -> Iterator[Frame]:
-    """Frames with pupil masks from a precompute output, a raw OpenEDS folder or an images/ + masks/ folder.
-
-    A frame that cannot be used (unreadable image, missing or mis-sized mask) raises BadInput naming the file,
-    unless `bad` is a list: then its message is logged, appended there and the frame left out."""
-    root = Path(source)
-    if not root.exists():
-        raise FileNotFoundError(f"{root}: no such data folder")
-    count = 0
-    for frame in _frames(root, split):
-        if isinstance(frame, BadInput):
-            if bad is None:
-                raise frame
-            log.warning("skipped bad input: %s", frame)
-            bad.append(str(frame))
-            continue
-        if limit and count >= limit:
-            return
-        count += 1
-        yield frame
-
-
-def _read_pair(image_path: Path, mask_path: Path) -> Frame | BadInput:
-    image = cv2.imread(str(image_path), cv2.IMREAD_GRAYSCALE)
-    if image is None:
-        return BadInput(f"{image_path}: not a readable image")
-    mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE) if mask_path.is_file() else None
-    if mask is None:
-        return BadInput(f"{mask_path}: missing or unreadable mask for {image_path.name}")
-    if mask.shape != image.shape:
-        return BadInput(f"{mask_path}: mask shape {mask.shape} does not match the image {image.shape}")
-    return Frame(image_path.name, image, (mask > 127).astype(np.uint8), False)
-
-
-def _frames(root: Path, split: str) -> Iterator[Frame | BadInput]:
-    if (root / "images").is_dir() and (root / "masks").is_dir():
-        for image_path in sorted(root / "images" / p for p in os.listdir(root / "images") if p.lower().endswith(".png")):
-            yield _read_pair(image_path, root / "masks" / image_path.name)
-        return
-    kind, location = resolve_source(str(root))
-    if kind == "parquet":
-        from training.data import ParquetSplit
-
-        dataset = ParquetSplit(Path(location) / split, columns=["image", "label", "filename", "preprocessed"])
-        for index in range(len(dataset)):
-            row = dataset.read_row(index)
-            yield Frame(row["filename"], row["image"], row["label"], bool(row["preprocessed"]))
-    elif kind == "raw":
-        images_dir, labels_dir = raw_split_dirs(Path(location), split)
-        for image_path in sorted(images_dir.glob("*.png")):
-            try:
-                image, label = read_raw_pair(image_path, labels_dir / f"{image_path.stem}.npy")
-            except BadInput as error:
-                yield error
-                continue
-            yield Frame(image_path.name, image, preprocess.binarize(label), False)
-    else:
-        raise FileNotFoundError(f"{root}: evaluate reads local folders (precompute output, raw OpenEDS, images/ + masks/)")
-
-
-# ------------------------------------------------------------------------------------------ evaluate
-def predict_frame(predictor: Predictor, frame: np.ndarray, preprocessed: bool = False) -> np.ndarray:
-    """Pupil probability (H, W) on the frame's own grid."""
-    batch, box = preprocess.prepare_frame(frame, predictor.input_height, predictor.input_width, preprocessed)
-    probability = preprocess.pupil_probability(predictor.run(batch))[0]
-    return preprocess.unletterbox(probability, box)
-
-
-def latency_ms(onnx_bytes: bytes, threads: int, height: int = 400, width: int = 640, repeats: int = 30, frame: np.ndarray | None = None) -> float:
-    """Median ONNX Runtime latency. Pass a real frame (1, 1, H, W): a trained model's speed depends on its input
-    (uniform noise made the trained base model 2x slower than real frames: 13.3 vs 6.3 ms)."""
-    from training.export import ort_session
-
-    session = ort_session(onnx_bytes, threads)
-    name = session.get_inputs()[0].name
-    if frame is None:
-        frame = np.random.default_rng(0).random((1, 1, height, width), dtype=np.float32)
-    for _ in range(3):
-        session.run(None, {name: frame})
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        session.run(None, {name: frame})
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
 
 
 def pupil_size_bin(mask: np.ndarray) -> str:

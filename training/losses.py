@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.preprocess import HEIGHT, WIDTH
+
 
 def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, spatial_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Per-pixel cross-entropy, each pixel weighted by (1 + spatial_weights), averaged over pixels."""
@@ -79,7 +81,7 @@ class CombinedLoss(nn.Module):
 
 
 # ------------------------------------------------------------------------------------ ellipse regression
-ELLIPSE_PIXEL_SCALE = 640.0 / 10.0  # loss unit: 10 px, so SmoothL1 is quadratic within 10 px and linear beyond
+ELLIPSE_PIXEL_SCALE = WIDTH / 10.0  # loss unit: 10 px, so SmoothL1 is quadratic within 10 px and linear beyond
 
 
 def ellipse_loss(pred: torch.Tensor, target: torch.Tensor, angle_weight: torch.Tensor, valid: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -94,7 +96,7 @@ def ellipse_loss(pred: torch.Tensor, target: torch.Tensor, angle_weight: torch.T
         zero = pred.sum() * 0.0
         return {"loss": zero, "center": zero, "axes": zero, "angle": zero}
     pred, target, angle_weight = pred[valid], target[valid], angle_weight[valid]
-    scale = torch.tensor([ELLIPSE_PIXEL_SCALE, ELLIPSE_PIXEL_SCALE * 400.0 / 640.0, ELLIPSE_PIXEL_SCALE, ELLIPSE_PIXEL_SCALE], device=pred.device)
+    scale = torch.tensor([ELLIPSE_PIXEL_SCALE, ELLIPSE_PIXEL_SCALE * HEIGHT / WIDTH, ELLIPSE_PIXEL_SCALE, ELLIPSE_PIXEL_SCALE], device=pred.device)
     center = F.smooth_l1_loss(pred[:, :2] * scale[:2], target[:, :2] * scale[:2])
     axes = F.smooth_l1_loss(pred[:, 2:4] * scale[2:], target[:, 2:4] * scale[2:])
     cosine = (pred[:, 4:6] * target[:, 4:6]).sum(dim=1)

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from training import preprocess
-from training.evaluate import Predictor, load_predictor
+from training.inference import Predictor, load_predictor, predict_frame
 from training.visualize import PREDICTION_COLOR, outline
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -32,8 +32,7 @@ FIELDS = ["source", "frame", "cx", "cy", "rx", "ry", "angle", "confidence"]
 
 def predict_ellipse(predictor: Predictor, frame: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
     """One frame -> (ellipse record, binary mask on the frame's grid)."""
-    batch, box = preprocess.prepare_frame(frame, predictor.input_height, predictor.input_width)
-    probability = preprocess.unletterbox(preprocess.pupil_probability(predictor.run(batch))[0], box)
+    probability = predict_frame(predictor, frame)
     mask = (probability > 0.5).astype(np.uint8)
     ellipse = preprocess.fit_ellipse(mask)
     if ellipse is None:

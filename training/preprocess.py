@@ -15,6 +15,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+HEIGHT, WIDTH = 400, 640  # the OpenEDS frame and the model input: the one place this size is written
 PUPIL_CLASS = 3  # OpenEDS label value of the pupil
 NUM_OPENEDS_CLASSES = 4
 GAMMA = 0.8
@@ -194,7 +195,7 @@ class Letterbox:
     input_width: int
 
 
-def letterbox(image: np.ndarray, input_height: int = 400, input_width: int = 640) -> tuple[np.ndarray, Letterbox]:
+def letterbox(image: np.ndarray, input_height: int = HEIGHT, input_width: int = WIDTH) -> tuple[np.ndarray, Letterbox]:
     """Resizes (aspect kept) and pads a uint8 frame to the model input; edge pixels are replicated into the pad."""
     height, width = image.shape[:2]
     scale = min(input_height / height, input_width / width)
@@ -213,7 +214,7 @@ def unletterbox(plane: np.ndarray, box: Letterbox) -> np.ndarray:
     return cv2.resize(crop, (box.width, box.height), interpolation=cv2.INTER_LINEAR)
 
 
-def prepare_frame(frame: np.ndarray, input_height: int = 400, input_width: int = 640, preprocessed: bool = False) -> tuple[np.ndarray, Letterbox]:
+def prepare_frame(frame: np.ndarray, input_height: int = HEIGHT, input_width: int = WIDTH, preprocessed: bool = False) -> tuple[np.ndarray, Letterbox]:
     """Any raw frame (gray or BGR uint8) -> model input float32 (1, 1, H, W) and its letterbox.
 
     The dataset's image transform (gamma + CLAHE) runs at the frame's own size, then the frame is letterboxed:

@@ -24,7 +24,7 @@ from training.demo import score_on_synthetic_test, synthetic_dataset
 from training.engine import git_commit, train
 from training.evaluate import SUMMARY_KEYS as SUMMARY
 from training.evaluate import evaluate_model
-from training.export import atomic_write_bytes
+from training.files import atomic_write_bytes
 
 RECIPE = {  # the shipped weights' recipe; every value is a flag below
     "num_images": 1000, "seed": 0, "model_variant": "base", "epochs": 8, "batch_size": 8, "lr": 3e-3, "crop": "256x384",

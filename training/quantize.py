@@ -21,9 +21,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-
 from training import preprocess
-from training.evaluate import ModelLoadError, iter_frames
+from training.data import iter_frames
+from training.inference import ModelLoadError
+from training.preprocess import HEIGHT, WIDTH
 
 MAX_INT8_BYTES = 100_000
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 class FrameReader:
     """onnxruntime.quantization.CalibrationDataReader over preprocessed frames."""
 
-    def __init__(self, data: str, input_name: str, count: int, height: int = 400, width: int = 640) -> None:
+    def __init__(self, data: str, input_name: str, count: int, height: int = HEIGHT, width: int = WIDTH) -> None:
         frames = list(iter_frames(data, "train", count)) or list(iter_frames(data, "validation", count))
         if not frames:
             raise ValueError(f"{data}: no calibration frames")
@@ -44,7 +45,12 @@ class FrameReader:
 
 def quantize(model: str | os.PathLike, data: str, output: str | os.PathLike, calibration_frames: int = 32, max_bytes: int = MAX_INT8_BYTES) -> Path:
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     model, output = Path(model), Path(output)
@@ -76,7 +82,7 @@ def quantize(model: str | os.PathLike, data: str, output: str | os.PathLike, cal
     data_bytes = compact(data_bytes)
     if max_bytes and len(data_bytes) > max_bytes:
         raise RuntimeError(f"{output}: INT8 model is {len(data_bytes):,} bytes, over the {max_bytes:,}-byte budget")
-    from training.export import atomic_write_bytes
+    from training.files import atomic_write_bytes
 
     output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(output, data_bytes)

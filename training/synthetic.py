@@ -3,7 +3,7 @@
     python -m training.synthetic --output-dir D --num-images N --seed S [--workers W] [--families openeds,face]
 
 writes D/{train,validation,test}/images/*.png (640x400, 8-bit grayscale) and D/{...}/labels/*.npy (uint8
-(400, 640): 0 background, 1 sclera, 2 iris, 3 pupil), so that `precompute.py --skip-download --output-dir D`
+400x640: 0 background, 1 sclera, 2 iris, 3 pupil), so that `precompute.py --skip-download --output-dir D`
 processes it like a real download. File names are `S<subject>_<frame>`: splits are by subject (each subject
 appears in one split), as in OpenEDS. Deterministic per (seed, frame index, subject) whatever the workers.
 
@@ -47,12 +47,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-HEIGHT, WIDTH = 400, 640
+from training.preprocess import HEIGHT, WIDTH  # the output frame
+
 SPLITS = (("train", 0.7), ("validation", 0.15), ("test", 0.15))
 FRAMES_PER_SUBJECT = 8  # many people, few frames each: diversity over repetition
 FAMILIES = {"openeds": 0.30, "closeup": 0.15, "offaxis": 0.30, "face": 0.25}  # share of subjects
 IRIS_RADIUS = {"openeds": (80, 125), "closeup": (130, 230), "offaxis": (30, 80), "face": (12, 30)}  # px in the 640x400 frame
-CONTENT_SHAPES = ((400, 640), (400, 300), (400, 400), (400, 533), (360, 640))  # landscape, portrait 3:4, square, 4:3, 16:9
+CONTENT_SHAPES = ((HEIGHT, WIDTH), (HEIGHT, 300), (HEIGHT, HEIGHT), (HEIGHT, 533), (360, WIDTH))  # landscape, portrait 3:4, square, 4:3, 16:9
 SUBPIXEL = 4  # fixed-point bits for cv2 drawing
 ONE = 1 << SUBPIXEL
 
@@ -175,7 +176,7 @@ def _blend_sparse(image: np.ndarray, alpha: np.ndarray, level: float) -> np.ndar
 
 # ----------------------------------------------------------------------------------------------- render
 def render_frame(seed: int, index: int, subject: int, family: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One (image uint8 (400, 640), label uint8 (400, 640)) pair; a pure function of (seed, index, subject[, family])."""
+    """One (image, label) pair, both uint8 HEIGHT x WIDTH; a pure function of (seed, index, subject[, family])."""
     traits = subject_traits(seed, subject, family)
     rng = np.random.default_rng([seed, 2, index])
     cv2.setRNGSeed(int(rng.integers(2**31)))  # cv2.randn (sensor and pupil noise) is seeded per frame too

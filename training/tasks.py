@@ -17,6 +17,7 @@ from training.losses import CombinedLoss, ellipse_loss
 from training.metrics import SegmentationMeter, center_statistics, predict_classes
 from training.models import VARIANTS, build_model
 from training.models.ellipse import ELLIPSE_VARIANTS, build_ellipse_model
+from training.preprocess import HEIGHT, WIDTH
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class SegmentationScores:
 
     def compute(self) -> dict[str, float]:
         scores = self.meter.compute()
-        return {"iou": scores["pupil_iou"], "miou": scores["miou"], "dice": scores["dice"], "precision": scores["precision"], "recall": scores["recall"], "pixel_accuracy": scores["pixel_accuracy"]}
+        return {"pupil_iou": scores["pupil_iou"], "miou": scores["miou"], "dice": scores["dice"], "precision": scores["precision"], "recall": scores["recall"], "pixel_accuracy": scores["pixel_accuracy"]}
 
 
 _combined = CombinedLoss()
@@ -60,7 +61,7 @@ SEGMENTATION = Task(
     model_type="TinyEfficientViT",
     monitor="valid_miou",
     onnx_name="best_efficientvit_model.onnx",
-    output_shapes={"logits": (-1, 2, 400, 640)},
+    output_shapes={"logits": (-1, 2, HEIGHT, WIDTH)},
     variants=VARIANTS,
     build_model=build_model,
     compute_loss=segmentation_loss,
@@ -69,7 +70,7 @@ SEGMENTATION = Task(
 )
 
 # ------------------------------------------------------------------------------------ ellipse regression
-def ellipse_targets(batch: dict[str, torch.Tensor], width: float = 640.0, height: float = 400.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def ellipse_targets(batch: dict[str, torch.Tensor], width: float = WIDTH, height: float = HEIGHT) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Dataset columns -> (targets (B, 6), angle weights (B,), valid (B,)).
 
     The dataset's rx/ry are the cv2 axes (rx along `angle`), normalized by W and H; targets put the major axis
@@ -97,7 +98,7 @@ def ellipse_task_loss(pred: torch.Tensor, batch: dict[str, torch.Tensor], alpha:
 class EllipseScores:
     """Per-sample errors in pixels over a split: centre (mean/median/p95), detection @5 px, axes, angle."""
 
-    def __init__(self, width: float = 640.0, height: float = 400.0) -> None:
+    def __init__(self, width: float = WIDTH, height: float = HEIGHT) -> None:
         self.width, self.height = width, height
         self.center, self.axes, self.angle = [], [], []
 

@@ -23,7 +23,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from training.export import atomic_write_bytes
+from training.files import atomic_write_bytes
+from training.preprocess import HEIGHT, WIDTH
 
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
@@ -89,9 +90,20 @@ class Tracker:
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self._record({"kind": "artifact", "path": str(Path(path).resolve()), "artifact_path": artifact_path})
 
-    def log_onnx_model(self, path: str | Path, name: str = "model", input_shape: tuple[int, ...] = (-1, 1, 400, 640), output_shapes: dict[str, tuple[int, ...]] | None = None) -> None:
+    def log_onnx_model(self, path: str | Path, name: str = "model", input_shape: tuple[int, ...] = (-1, 1, HEIGHT, WIDTH), output_shapes: dict[str, tuple[int, ...]] | None = None) -> None:
         self._record({"kind": "onnx_model", "path": str(Path(path).resolve()), "name": name, "input_shape": list(input_shape),
-                      "output_shapes": {k: list(v) for k, v in (output_shapes or {"logits": (-1, 2, 400, 640)}).items()}})
+                      "output_shapes": {k: list(v) for k, v in (output_shapes or {"logits": (-1, 2, HEIGHT, WIDTH)}).items()}})
+
+    def log_dataset(self, name: str, digest: str, source: str, source_type: str, context: str, rows: int, columns: dict[str, str]) -> None:
+        """A dataset input of the run (MLflow's Datasets panel): context is "training" or "validation"; columns maps
+        each column the run reads to its dtype and shape."""
+        self._record({"kind": "dataset", "name": name, "digest": digest, "source": source, "source_type": source_type, "context": context,
+                      "rows": int(rows), "columns": dict(columns)})
+
+    def register_model(self, name: str, metric: str, value: float, alias: str = "champion") -> None:
+        """Registers the run's logged ONNX model (log_onnx_model first) as a new version of `name`, with the monitored
+        metric as a version tag, and moves `alias` to it when it beats the version the alias points at (or none)."""
+        self._record({"kind": "register", "name": name, "metric": metric, "value": float(value), "alias": alias})
 
     def finish(self, status: str = "FINISHED") -> bool:
         self._record({"kind": "end", "status": status}, flush=False)
@@ -182,6 +194,10 @@ class Tracker:
                 log.warning("artifact %s no longer exists; not logged", entry["path"])
         elif kind == "onnx_model":
             self._send_onnx_model(run_id, entry)
+        elif kind == "dataset":
+            self._send_dataset(client, run_id, entry)
+        elif kind == "register":
+            self._register(client, run_id, entry)
         elif kind == "end":
             client.set_terminated(run_id, status=entry["status"])
 
@@ -203,6 +219,36 @@ class Tracker:
         mlflow.set_tracking_uri(self.state["tracking_uri"])
         with mlflow.start_run(run_id=run_id):
             mlflow.onnx.log_model(onnx.load(entry["path"]), name=entry["name"], signature=signature, pip_requirements=requirements)
+
+    @staticmethod
+    def _send_dataset(client, run_id: str, entry: dict[str, Any]) -> None:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        dataset = Dataset(entry["name"], entry["digest"], entry["source_type"], json.dumps({"uri": entry["source"]}),
+                          profile=json.dumps({"num_rows": entry["rows"], "columns": entry["columns"]}))
+        client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags=[InputTag("mlflow.data.context", entry["context"])])])
+
+    def _register(self, client, run_id: str, entry: dict[str, Any]) -> None:
+        import mlflow
+
+        mlflow.set_tracking_uri(self.state["tracking_uri"])
+        experiment_id = client.get_run(run_id).info.experiment_id
+        models = mlflow.search_logged_models(experiment_ids=[experiment_id], filter_string=f"source_run_id = '{run_id}'", output_format="list")
+        if not models:
+            raise RuntimeError(f"run {run_id} has no logged model to register")
+        name, metric, value, alias = entry["name"], entry["metric"], entry["value"], entry["alias"]
+        try:
+            client.get_registered_model(name)
+        except Exception:  # noqa: BLE001 - MlflowException RESOURCE_DOES_NOT_EXIST
+            client.create_registered_model(name, description="TinyEfficientViT pupil segmentation, ONNX (visionassist-training)")
+        version = client.create_model_version(name, models[-1].model_uri, run_id=run_id, model_id=models[-1].model_id, tags={metric: str(value)})
+        try:
+            current = client.get_model_version_by_alias(name, alias)
+            best_so_far = float(current.tags.get(metric, "-inf"))
+        except Exception:  # noqa: BLE001 - no version holds the alias yet
+            best_so_far = float("-inf")
+        if value > best_so_far:
+            client.set_registered_model_alias(name, alias, version.version)
 
     def _save_state(self) -> None:
         atomic_write_bytes(self.state_path, json.dumps(self.state, indent=1).encode())

@@ -60,7 +60,7 @@ image = (
     .apt_install("libgl1", "libglib2.0-0")
     .uv_sync(str(ROOT), frozen=True)
     .env({"HF_HOME": f"{VOLUME_PATH}/hf", "PYTHONUNBUFFERED": "1", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"})
-    .add_local_python_source("training", "precompute")
+    .add_local_python_source("training")
 )
 volume = modal.Volume.from_name(VOLUME_NAME, create_if_missing=True)
 app = modal.App(APP_NAME, image=image)
@@ -187,7 +187,7 @@ main = app.local_entrypoint()(main)
 @app.function(cpu=2.0, memory=8 * 1024, timeout=60 * 60, retries=RETRIES, volumes={VOLUME_PATH: volume})
 def write_shard_remote(task: tuple) -> dict:
     """One shard, written atomically to the volume by precompute.write_shard (the local code path)."""
-    import precompute
+    from training import precompute
 
     state = precompute.write_shard(task)
     commit_volume()
@@ -198,7 +198,7 @@ def write_shard_remote(task: tuple) -> dict:
 def precompute_remote(hf_repo: str = "", shard_size: int = 32, limit: int = 0, download: bool = True) -> dict:
     """Downloads OpenEDS to the volume (once), fans the shards out over containers with .map, writes the card,
     and pushes to hf_repo if given. Re-running reuses finished shards."""
-    import precompute
+    from training import precompute
 
     output_dir = Path(VOLUME_PATH) / "precompute"
     if download and precompute.raw_split_dirs(output_dir, "train") is None:

@@ -5,8 +5,8 @@ mixing, a small FFN and cascaded group attention over local windows); the decode
 including the stride-2 stem, so pupil boundaries stay sharp at full resolution.
 
     >>> from training.models import TinyEfficientViTSeg
-    >>> TinyEfficientViTSeg()(torch.zeros(1, 1, 400, 640)).shape
-    torch.Size([1, 2, 400, 640])
+    >>> TinyEfficientViTSeg()(torch.zeros(1, 1, 96, 160)).shape
+    torch.Size([1, 2, 96, 160])
 """
 
 from __future__ import annotations
@@ -69,8 +69,14 @@ class FFN(nn.Sequential):
         super().__init__(ConvBN(dim, hidden_dim), nn.ReLU(inplace=True), ConvBN(hidden_dim, dim, bn_weight_init=0.0))
 
 
+MAX_LOGIT_SCALE = math.log(100.0)  # attention logits stay within +-100
+
+
 class CascadedGroupAttention(nn.Module):
-    """Cascaded group attention (EfficientViT-MSRA): head i attends over its own channel split plus head i-1's output.
+    """Cascaded group attention (EfficientViT-MSRA): each head attends over its own channel split of the input; from the
+    second head on, the first split-width channels of the previous head's output are added to that split first (the
+    cascade: later heads refine what earlier ones found at no extra cost). Attention logits are cosine similarities
+    times a learned per-head temperature (bounded).
 
     Input and output are (B, C, h, w) windows; attention runs over the h*w tokens of each window.
     """
@@ -81,7 +87,10 @@ class CascadedGroupAttention(nn.Module):
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         self.key_dim = key_dim
-        self.scale = key_dim**-0.5
+        # Cosine attention (Swin V2): unit-length queries and keys times a learned per-head temperature <= 100.
+        # Plain q.k products grew to |logits| > 200 in trained models, which made the float32 output of deep layers
+        # ill-conditioned (torch float32 vs float64 up to 6e-3 at logit scale 19); bounded logits keep it ~1e-6.
+        self.logit_scale = nn.Parameter(torch.full((num_heads,), math.log(10.0)))
         self.split_dim = dim // num_heads
         self.value_dim = int(attn_ratio * self.split_dim)
         self.qkvs = nn.ModuleList(
@@ -92,6 +101,12 @@ class CascadedGroupAttention(nn.Module):
             ConvBN(key_dim, key_dim, 3, padding=1, groups=key_dim) for _ in range(num_heads)
         )
         self.proj = nn.Sequential(nn.ReLU(), ConvBN(self.value_dim * num_heads, dim, bn_weight_init=0.0))
+
+    def attention_logits(self, q: torch.Tensor, k: torch.Tensor, head: int) -> torch.Tensor:
+        """(B, K, N) queries and keys -> (B, N, N) logits: cosine similarity x the head's temperature, so within
+        +-exp(MAX_LOGIT_SCALE) however large the projections grow."""
+        temperature = self.logit_scale[head].clamp(max=MAX_LOGIT_SCALE).exp()
+        return (F.normalize(q, dim=1).transpose(1, 2) @ F.normalize(k, dim=1)) * temperature
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, _, height, width = x.shape
@@ -104,9 +119,8 @@ class CascadedGroupAttention(nn.Module):
             qkv = qkv_layer(head_input)  # (B, 2K+V, h, w)
             q, k, v = qkv.split([self.key_dim, self.key_dim, self.value_dim], dim=1)
             q = query_conv(q)
-            q, k, v = q.flatten(2), k.flatten(2), v.flatten(2)  # (B, K|V, h*w)
-            attn = (q.transpose(1, 2) @ k) * self.scale  # (B, h*w, h*w)
-            attn = attn.softmax(dim=-1)
+            attn = self.attention_logits(q.flatten(2), k.flatten(2), head).softmax(dim=-1)  # (B, h*w, h*w)
+            v = v.flatten(2)  # (B, V, h*w)
             out = (v @ attn.transpose(1, 2)).view(batch, self.value_dim, height, width)  # (B, V, h, w)
             outputs.append(out)
         return self.proj(torch.cat(outputs, dim=1))

@@ -1,0 +1,114 @@
+"""The one inference path: load a model (ONNX file, training checkpoint, state_dict or the shipped "pretrained"),
+prepare a frame (training.preprocess: gamma + CLAHE at the frame's size, letterbox to the model input), run it and
+map the prediction back onto the frame. evaluate, predict, quantize and the benchmarks all go through here.
+
+    predictor = load_predictor("best_efficientvit_model.onnx")
+    probability = predict_frame(predictor, frame)   # (H, W) pupil probability on the frame's own grid
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from training import preprocess
+from training.preprocess import HEIGHT, WIDTH
+
+
+@dataclass
+class Predictor:
+    """A loaded model: run(batch float32 (B, 1, H, W)) -> logits (B, 2, H, W); onnx_bytes for latency."""
+
+    run: Callable[[np.ndarray], np.ndarray]
+    input_height: int
+    input_width: int
+    onnx_bytes: bytes
+    source: str
+
+
+class ModelLoadError(ValueError):
+    """A model file that cannot be used; the message names the file and what is wrong."""
+
+
+def load_predictor(path: str | os.PathLike, threads: int = 0) -> Predictor:
+    """An .onnx file (ONNX Runtime), a .pt checkpoint / state_dict (rebuilt, exported to ONNX in memory), or
+    "pretrained": the weights shipped in training/weights/."""
+    from training.export import ort_session
+    from training.models import pretrained_onnx_path
+
+    path = pretrained_onnx_path() if str(path) == "pretrained" else Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such model file")
+    if path.suffix == ".onnx":
+        data = path.read_bytes()
+    elif path.suffix in {".pt", ".pth"}:
+        try:
+            data = _onnx_from_checkpoint(path)
+        except (RuntimeError, KeyError, ValueError, OSError, EOFError, pickle.UnpicklingError) as error:  # torch.load / load_state_dict failures
+            raise ModelLoadError(f"{path}: not a loadable checkpoint of a known model ({str(error).splitlines()[0]})") from error
+    else:
+        raise ModelLoadError(f"{path}: expected an .onnx model or a .pt checkpoint")
+    try:
+        session = ort_session(data, threads)
+    except Exception as error:  # noqa: BLE001 - onnxruntime raises its own exception types (InvalidProtobuf, Fail, ...)
+        raise ModelLoadError(f"{path}: not a valid ONNX model ({str(error).splitlines()[0][:200]})") from error
+    shape = session.get_inputs()[0].shape
+    height, width = (shape[2], shape[3]) if all(isinstance(s, int) for s in shape[2:]) else (HEIGHT, WIDTH)
+    name = session.get_inputs()[0].name
+    return Predictor(lambda batch: session.run(None, {name: batch})[0], height, width, data, str(path))
+
+
+def _onnx_from_checkpoint(path: Path) -> bytes:
+    import torch
+
+    from training.checkpoint import inference_weights
+    from training.export import export_bytes, strip_debug_metadata
+    from training.models import build_model
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    weights = inference_weights(state) if "model" in state else state
+    variant = state.get("config", {}).get("model_variant", "tiny") if "model" in state else _guess_variant(weights)
+    model = build_model(variant)
+    model.load_state_dict(weights)
+    return strip_debug_metadata(export_bytes(model.eval().fuse()))
+
+
+def _guess_variant(weights: dict) -> str:
+    from training.models import VARIANTS, build_model
+
+    for name in VARIANTS:
+        if {k: tuple(v.shape) for k, v in build_model(name).state_dict().items()} == {k: tuple(v.shape) for k, v in weights.items()}:
+            return name
+    raise ValueError("state_dict matches no known model variant; pass a checkpoint with its config")
+
+
+def predict_frame(predictor: Predictor, frame: np.ndarray, preprocessed: bool = False) -> np.ndarray:
+    """Pupil probability (H, W) on the frame's own grid."""
+    batch, box = preprocess.prepare_frame(frame, predictor.input_height, predictor.input_width, preprocessed)
+    probability = preprocess.pupil_probability(predictor.run(batch))[0]
+    return preprocess.unletterbox(probability, box)
+
+
+def latency_ms(onnx_bytes: bytes, threads: int, height: int = HEIGHT, width: int = WIDTH, repeats: int = 30, frame: np.ndarray | None = None) -> float:
+    """Median ONNX Runtime latency. Pass a real frame (1, 1, H, W): a trained model's speed depends on its input
+    (uniform noise made the trained base model 2x slower than real frames: 13.3 vs 6.3 ms)."""
+    from training.export import ort_session
+
+    session = ort_session(onnx_bytes, threads)
+    name = session.get_inputs()[0].name
+    if frame is None:
+        frame = np.random.default_rng(0).random((1, 1, height, width), dtype=np.float32)
+    for _ in range(3):
+        session.run(None, {name: frame})
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(None, {name: frame})
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))

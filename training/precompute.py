@@ -1,0 +1,492 @@
+"""Precompute OpenEDS for training (the library behind the root `precompute.py` command): Kaggle download -> binarize pupil -> skip empty masks -> gamma 0.8 ->
+CLAHE (1.5, 8x8) -> ellipse fit -> spatial weights -> signed distance maps -> parquet shards -> HF dataset.
+
+    python precompute.py                                   # download, process, push to --hf-repo
+    python precompute.py --skip-download --no-push --output-dir D     # raw data already in D
+    python precompute.py --validate --skip-download --no-push --output-dir D   # recompute a sample, compare
+    python precompute.py --validate --hf-repo USER/NAME --output-dir D        # same, against the pushed copy
+
+Output: D/dataset/{train,validation,test}/*.parquet and D/dataset/README.md (dataset card), so that
+`datasets.load_dataset("D/dataset")` returns the splits. Shards are written atomically and named after a hash
+of their inputs: a re-run reuses finished shards, redoes only what is missing or changed, and removes shards
+that no longer belong. Credentials: Kaggle (KAGGLE_USERNAME/KAGGLE_KEY or ~/.kaggle/kaggle.json) and
+Hugging Face (HF_TOKEN) come from the environment, never from flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training import preprocess
+from training.data import (
+    SCALAR_COLUMNS,
+    SPLIT_NAMES,
+    BadInput,
+    ParquetSplit,
+    raw_split_dirs,
+    read_raw_pair,
+    rows_to_table,
+    subject_of,
+)
+from training.files import atomic_write_bytes
+from training.preprocess import HEIGHT, WIDTH
+
+KAGGLE_DATASET = "soumicksarker/openeds-dataset"
+DEFAULT_HF_REPO = "Conner/sddec25-01"
+PIPELINE_VERSION = "1"  # bump when the preprocessing changes: every shard is then rebuilt
+EXIT_BAD_INPUT, EXIT_CREDENTIALS, EXIT_MISMATCH = 1, 2, 3
+log = logging.getLogger("precompute")
+
+
+class CredentialsError(RuntimeError):
+    pass
+
+
+class DownloadError(RuntimeError):
+    pass
+
+
+# -------------------------------------------------------------------------------------------- download
+def download_openeds(output_dir: Path) -> None:
+    """Downloads and unzips the Kaggle dataset into output_dir. Raises CredentialsError without credentials.
+
+    kaggle is imported here, not at module level: older releases authenticate on import, print to stdout and
+    raise SystemExit or OSError without credentials; newer ones swallow that at import, and
+    `KaggleApi().authenticate()` prints help and raises SystemExit. All of these become one CredentialsError.
+    """
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+            from kaggle.api.kaggle_api_extended import KaggleApi
+
+            api = KaggleApi()
+            api.authenticate()
+    except (SystemExit, OSError, ValueError) as error:
+        raise CredentialsError(
+            "Kaggle credentials not found. Set KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN) in the "
+            "environment, or save kaggle.json from https://www.kaggle.com/settings (API > Create New Token) to "
+            "~/.kaggle/kaggle.json with mode 600. If the data is already downloaded, pass --skip-download "
+            "--output-dir DIR."
+        ) from error
+    output_dir.mkdir(parents=True, exist_ok=True)
+    log.info("downloading %s from Kaggle into %s", KAGGLE_DATASET, output_dir)
+    try:
+        api.dataset_download_files(KAGGLE_DATASET, path=str(output_dir), unzip=True, quiet=False)
+    except Exception as error:  # noqa: BLE001 - requests/kagglesdk raise many types
+        raise DownloadError(f"downloading {KAGGLE_DATASET} into {output_dir} failed: {error}") from error
+
+
+def find_raw_root(output_dir: Path) -> tuple[Path, dict[str, tuple[Path, Path]]]:
+    """The (images, labels) folders of every split found under either known layout; raises if none."""
+    found = {split: dirs for split in SPLIT_NAMES if (dirs := raw_split_dirs(output_dir, split))}
+    if not found:
+        raise FileNotFoundError(
+            f"{output_dir}: no OpenEDS splits found (looked for {{train,validation,test}}/images and /labels, "
+            "also below openEDS/ and openEDS/openEDS/)"
+        )
+    return output_dir, found
+
+
+# ------------------------------------------------------------------------------------------ processing
+def process_pair(pair: tuple[str, str]) -> tuple[str, Any]:
+    """One raw frame -> ("ok", row) | ("empty", name) | ("bad", message). Runs in worker processes."""
+    image_path, label_path = Path(pair[0]), Path(pair[1])
+    try:
+        image, label = read_raw_pair(image_path, label_path)
+    except BadInput as error:
+        return "bad", str(error)
+    mask = preprocess.binarize(label)
+    if not mask.any():
+        return "empty", image_path.name
+    row = preprocess.preprocess_sample(image, label)
+    row.update(filename=image_path.name, subject=subject_of(image_path.name))
+    return "ok", row
+
+
+def list_pairs(images_dir: Path, labels_dir: Path) -> tuple[list[tuple[str, str]], list[str]]:
+    """(image, label) path pairs sorted by name, and a bad-input message for each image without a label."""
+    pairs, bad = [], []
+    for image_path in sorted(images_dir.glob("*.png")):
+        label_path = labels_dir / f"{image_path.stem}.npy"
+        if label_path.exists():
+            pairs.append((str(image_path), str(label_path)))
+        else:
+            bad.append(f"{image_path}: no label file {label_path.name}")
+    return pairs, bad
+
+
+def shard_key(pairs: list[tuple[str, str]]) -> str:
+    digest = hashlib.sha1(PIPELINE_VERSION.encode())
+    for image_path, label_path in pairs:
+        for path in (image_path, label_path):
+            stat = os.stat(path)
+            digest.update(f"{Path(path).name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:12]
+
+
+@dataclass
+class SplitSummary:
+    found: int = 0  # frames found (bad ones included)
+    written: int = 0
+    empty: int = 0
+    bad: list[str] = field(default_factory=list)
+    shards_reused: int = 0
+    shards_written: int = 0
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def write_shard(task: tuple[str, list[tuple[str, str]], str, str, bool], writer: ThreadPoolExecutor | None = None) -> dict[str, Any] | Future:
+    """Processes one shard and writes its parquet file and state record atomically (runs in a worker).
+
+    Returns the state: rows written, empty masks skipped, bad-input messages. Under strict, a bad input
+    aborts the shard before anything is written (the caller then stops). With a writer thread, the write is
+    handed to it and a Future of the state is returned.
+    """
+    name, pairs, split_dir, state_dir, strict = task
+    rows, empty, bad = [], 0, []
+    for status, value in map(process_pair, pairs):
+        if status == "ok":
+            rows.append(value)
+        elif status == "empty":
+            empty += 1
+        else:
+            bad.append(value)
+            if strict:
+                return {"name": name, "rows": 0, "empty": empty, "bad": bad, "aborted": True, "frames": len(pairs)}
+    state = {"rows": len(rows), "empty": empty, "bad": bad}
+    if writer is not None:  # encode and write in the writer thread while the caller computes the next shard
+        return writer.submit(store_shard, name, rows, state, split_dir, state_dir, len(pairs))
+    return store_shard(name, rows, state, split_dir, state_dir, len(pairs))
+
+
+# Parquet encoding: the array columns are written without dictionaries or statistics (both are useless on pixel
+# data and took half the write time), the float maps byte-stream-split (a fifth smaller after zstd). Lossless.
+ARRAY_LEAVES = {"image": 2, "label": 2, "spatial_weights": 2, "dist_map": 3}  # column: list nesting depth
+PARQUET_OPTIONS = {
+    "row_group_size": 1,  # random access: one row group per sample
+    "compression": "zstd",
+    "use_dictionary": ["filename", "subject"],
+    "write_statistics": [*SCALAR_COLUMNS, "filename", "subject", "preprocessed"],
+    "use_byte_stream_split": [name + ".list.element" * depth for name, depth in ARRAY_LEAVES.items() if name in ("spatial_weights", "dist_map")],
+    "write_batch_size": 1 << 16,
+}
+
+
+def store_shard(name: str, rows: list[dict[str, Any]], state: dict[str, Any], split_dir: str, state_dir: str, frames: int) -> dict[str, Any]:
+    """Writes one shard's parquet file, then its state record (its presence means the shard is complete)."""
+    import pyarrow.parquet as pq
+
+    if rows:
+        buffer = io.BytesIO()
+        pq.write_table(rows_to_table(rows), buffer, **PARQUET_OPTIONS)
+        atomic_write_bytes(Path(split_dir) / f"{name}.parquet", buffer.getvalue())
+    atomic_write_bytes(Path(state_dir) / f"{name}.json", json.dumps(state).encode())
+    return {"name": name, **state, "frames": frames}
+
+
+def _pipelined(tasks: list[tuple], writer: ThreadPoolExecutor) -> Iterable[dict[str, Any]]:
+    """write_shard over tasks in order, each shard's encoding and write (two writer threads) overlapping the next
+    shard's compute; at most two shards wait for the writers, so memory stays at a few shards."""
+    pending: collections.deque = collections.deque()
+    for task in tasks:
+        pending.append(write_shard(task, writer))
+        while len(pending) > 2:
+            yield _done(pending.popleft())
+    while pending:
+        yield _done(pending.popleft())
+
+
+def _done(result: dict[str, Any] | Future) -> dict[str, Any]:
+    return result.result() if isinstance(result, Future) else result
+
+
+def plan_split(split: str, pairs: list[tuple[str, str]], dataset_dir: Path, state_dir: Path, shard_size: int) -> tuple[list[dict], list[tuple]]:
+    """Splits a split's frames into shards: (states of shards already complete, tasks for the rest)."""
+    split_dir = dataset_dir / split
+    split_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    done, todo = [], []
+    for index, shard in enumerate(_chunks(pairs, shard_size)):
+        name = f"{split}-{index:05d}-{shard_key(shard)}"
+        state_path = state_dir / f"{name}.json"
+        if state_path.exists():
+            state = json.loads(state_path.read_text())
+            if state["rows"] == 0 or (split_dir / f"{name}.parquet").exists():
+                done.append({"name": name, **state, "frames": len(shard)})
+                continue
+        todo.append((name, shard, str(split_dir), str(state_dir), False))
+    return done, todo
+
+
+def remove_stale(split: str, dataset_dir: Path, state_dir: Path, keep: set[str]) -> None:
+    for stale in [*(dataset_dir / split).glob(f"{split}-*.parquet"), *state_dir.glob(f"{split}-*.json")]:
+        if stale.stem not in keep:
+            stale.unlink()
+
+
+def build_dataset(output_dir: Path, workers: int = 0, limit: int = 0, strict: bool = False, shard_size: int = 32,
+                  map_shards: Callable[[list[tuple]], Iterable[dict[str, Any]]] | None = None) -> dict[str, SplitSummary]:
+    """Writes every split's shards under output_dir/dataset; shards run in parallel, one per worker task.
+
+    map_shards(tasks) -> states, in order, replaces the local process pool (the Modal app passes
+    `write_shard_remote.map`, which runs write_shard in one container per shard).
+    """
+    from tqdm import tqdm
+
+    _, splits = find_raw_root(output_dir)
+    dataset_dir, state_dir = output_dir / "dataset", output_dir / ".precompute_state"
+    summaries: dict[str, SplitSummary] = {}
+    done, todo, names = [], [], {}
+    for split, (images_dir, labels_dir) in splits.items():
+        pairs, missing = list_pairs(images_dir, labels_dir)
+        if missing and strict:
+            raise BadInput(missing[0])
+        for message in missing:
+            log.warning("skipping bad input: %s", message)
+        pairs = pairs[:limit] if limit else pairs
+        log.info("found %d frames in %s (%s)", len(pairs) + len(missing), split, images_dir)
+        summaries[split] = SplitSummary(found=len(pairs) + len(missing), bad=list(missing))
+        split_done, split_todo = plan_split(split, pairs, dataset_dir, state_dir, shard_size)
+        done += [(split, state) for state in split_done]
+        todo += [(split, (*task[:4], strict)) for task in split_todo]
+        names[split] = {state["name"] for state in split_done} | {task[0] for task in split_todo}
+    workers = min(workers or os.cpu_count() or 1, max(len(todo), 1))
+    with contextlib.ExitStack() as stack:
+        progress = stack.enter_context(tqdm(total=sum(s.found for s in summaries.values()), desc="precompute", unit="img", disable=None))
+        if map_shards is not None:
+            results = map_shards([task for _, task in todo])
+        elif workers > 1:
+            pool = stack.enter_context(ProcessPoolExecutor(workers))
+            results = pool.map(write_shard, [task for _, task in todo])
+        else:
+            results = _pipelined([task for _, task in todo], stack.enter_context(ThreadPoolExecutor(2)))
+        finished = [(split, state, True) for split, state in done]
+        for (split, _), state in zip(todo, results):
+            finished.append((split, state, False))
+        for split, state, reused in finished:
+            summary = summaries[split]
+            if state.get("aborted") or (strict and state["bad"]):  # also bad inputs a lenient run recorded in a reused shard
+                raise BadInput(state["bad"][0])
+            for message in state["bad"] if not reused else []:
+                log.warning("skipping bad input: %s", message)
+            summary.written += state["rows"]
+            summary.empty += state["empty"]
+            summary.bad += state["bad"]
+            summary.shards_reused += reused
+            summary.shards_written += not reused
+            progress.update(state["frames"])
+    for split in summaries:
+        remove_stale(split, dataset_dir, state_dir, names[split])
+    write_dataset_card(dataset_dir, summaries)
+    return summaries
+
+
+def write_dataset_card(dataset_dir: Path, summaries: dict[str, SplitSummary]) -> None:
+    configs = "\n".join(f"  - split: {split}\n    path: {split}/*.parquet" for split, s in summaries.items() if s.written)
+    counts = "\n".join(f"| {split} | {s.written} | {s.empty} | {len(s.bad)} |" for split, s in summaries.items())
+    card = f"""---
+license: other
+task_categories:
+- image-segmentation
+tags:
+- eye-tracking
+- pupil-segmentation
+- openeds
+configs:
+- config_name: default
+  data_files:
+{configs}
+---
+# OpenEDS pupil segmentation, precomputed
+
+Made by `precompute.py` (visionassist-training, pipeline version {PIPELINE_VERSION}) from the OpenEDS dataset
+(Kaggle `{KAGGLE_DATASET}`): binarized pupil label, frames with an empty pupil skipped, image gamma 0.8 then
+CLAHE (clip 1.5, 8x8 tiles), ellipse fit of the pupil, boundary spatial weights and signed distance maps.
+
+| split | rows | skipped (empty pupil) | skipped (bad input) |
+|---|---|---|---|
+{counts}
+
+## Columns
+| column | type | meaning |
+|---|---|---|
+| image | uint8 [{HEIGHT}, {WIDTH}] | infrared frame after gamma 0.8 + CLAHE |
+| label | uint8 [{HEIGHT}, {WIDTH}] | pupil = 1, else 0 |
+| spatial_weights | float32 [{HEIGHT}, {WIDTH}] | {preprocess.BOUNDARY_WEIGHT:g} on the pupil boundary band, 0 elsewhere (CE weight is 1 + this) |
+| dist_map | float32 [2, {HEIGHT}, {WIDTH}] | signed distance maps of background and pupil (<= 0 inside), / image diagonal |
+| cx, cy, rx, ry | float32 | pupil ellipse centre and semi-axes, x / {WIDTH} and y / {HEIGHT} |
+| angle | float32 | ellipse rotation, degrees (cv2.fitEllipse) |
+| filename, subject | string | source frame and subject id (empty if the name has none) |
+| preprocessed | bool | True: gamma and CLAHE already applied |
+
+Load with `datasets.load_dataset(path_or_repo)`; `training.data` reads it without upcasting uint8 columns.
+"""
+    dataset_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(dataset_dir / "README.md", card.encode())
+
+
+# ------------------------------------------------------------------------------------------------ push
+def with_retries(action: Callable[[], Any], what: str, retries: int = 5, backoff: float = 2.0, sleep=time.sleep) -> Any:
+    for attempt in range(1, retries + 1):
+        try:
+            return action()
+        except Exception as error:  # noqa: BLE001 - network errors come in many types
+            if attempt == retries:
+                raise RuntimeError(f"{what} failed after {retries} attempts: {error}") from error
+            delay = backoff * 2 ** (attempt - 1)
+            log.warning("%s failed (%s); retrying in %.0f s (%d/%d)", what, error, delay, attempt, retries)
+            sleep(delay)
+
+
+def push_to_hub(dataset_dir: Path, repo_id: str, api=None, retries: int = 5, backoff: float = 2.0, sleep=time.sleep) -> list[str]:
+    """Uploads every local file the dataset repo lacks (shards first, the card last); returns what was uploaded.
+
+    A failure keeps the local shards; running again uploads only what is still missing. The token comes from
+    HF_TOKEN (or the huggingface-cli login), never from a flag.
+    """
+    if api is None:
+        from huggingface_hub import HfApi
+
+        api = HfApi()
+    with_retries(lambda: api.create_repo(repo_id, repo_type="dataset", exist_ok=True), f"create {repo_id}", retries, backoff, sleep)
+    remote = set(with_retries(lambda: api.list_repo_files(repo_id, repo_type="dataset"), f"list {repo_id}", retries, backoff, sleep))
+    local = sorted(p for p in dataset_dir.rglob("*") if p.is_file())
+    local.sort(key=lambda p: p.name == "README.md")  # the card last: it announces complete splits
+    uploaded = []
+    for path in local:
+        rel = path.relative_to(dataset_dir).as_posix()
+        if rel in remote:
+            continue
+        with_retries(
+            lambda: api.upload_file(path_or_fileobj=str(path), path_in_repo=rel, repo_id=repo_id, repo_type="dataset", commit_message=f"Add {rel}"),
+            f"upload {rel}",
+            retries,
+            backoff,
+            sleep,
+        )
+        uploaded.append(rel)
+        log.info("uploaded %s", rel)
+    return uploaded
+
+
+# -------------------------------------------------------------------------------------------- validate
+def validate(output_dir: Path, hf_repo: str | None = None, per_split: int = 4) -> list[str]:
+    """Recomputes up to `per_split` rows per split from the raw files and compares every column.
+
+    Returns the mismatches (empty: valid). Reads the local dataset, or the pushed one when hf_repo is given.
+    """
+    _, raw = find_raw_root(output_dir)
+    problems: list[str] = []
+    checked = 0
+    for split, (images_dir, labels_dir) in raw.items():
+        if hf_repo:
+            from datasets import load_dataset
+
+            from training.data import table_to_samples
+
+            table = load_dataset(hf_repo, split=split).with_format("arrow")
+            read = lambda i: table_to_samples(table[i : i + 1])[0]  # noqa: E731
+            count = len(table)
+        else:
+            folder = output_dir / "dataset" / split
+            if not any(folder.glob("*.parquet")):
+                problems.append(f"{folder}: no shards for split {split}")
+                continue
+            stored = ParquetSplit(folder)
+            read, count = stored.read_row, len(stored)
+        for index in np.linspace(0, count - 1, min(per_split, count)).round().astype(int):
+            row = read(int(index))
+            image, label = read_raw_pair(images_dir / row["filename"], labels_dir / f"{Path(row['filename']).stem}.npy")
+            expected = {**preprocess.preprocess_sample(image, label), "filename": row["filename"], "subject": subject_of(row["filename"])}
+            for column, value in expected.items():
+                if not _same(row.get(column), value):
+                    problems.append(f"{split}/{row['filename']}: column {column} differs from recomputation")
+            checked += 1
+    log.info("validated %d rows: %d mismatches", checked, len(problems))
+    return problems
+
+
+def _same(stored: Any, expected: Any) -> bool:
+    if isinstance(expected, np.ndarray):
+        stored = np.asarray(stored)
+        if stored.shape != expected.shape:
+            return False
+        if expected.dtype.kind == "f":
+            return bool(np.allclose(stored, expected, atol=1e-6, equal_nan=True))
+        return bool(np.array_equal(stored, expected))
+    if isinstance(expected, (float, np.floating)):
+        return bool(np.isclose(float(stored), float(expected), atol=1e-6, equal_nan=True))
+    return stored == expected
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hf-repo", default=DEFAULT_HF_REPO, help="HuggingFace dataset repo to push to / validate")
+    parser.add_argument("--output-dir", default="./precompute_output", type=Path)
+    parser.add_argument("--no-push", action="store_true", help="keep the dataset local")
+    parser.add_argument("--validate", action="store_true", help="recompute a sample from the raw files and compare")
+    parser.add_argument("--skip-download", action="store_true", help="use raw data already in --output-dir")
+    parser.add_argument("--workers", type=int, default=0, help="processes (0: all cores)")
+    parser.add_argument("--limit", type=int, default=0, help="at most this many frames per split (0: all)")
+    parser.add_argument("--strict", action="store_true", help="bad input files are fatal")
+    parser.add_argument("--shard-size", type=int, default=32, help="rows per parquet shard")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")  # root stays at WARNING: third-party INFO stays quiet
+    log.setLevel(logging.INFO)
+    start = time.perf_counter()
+    try:
+        if not args.skip_download and raw_split_dirs(args.output_dir, "train") is None:
+            download_openeds(args.output_dir)
+        elif not args.skip_download:
+            log.info("raw data already in %s: not downloading again", args.output_dir)
+        if args.validate:
+            problems = validate(args.output_dir, None if args.no_push else args.hf_repo)
+            for problem in problems:
+                log.error(problem)
+            print(f"validate: {'OK' if not problems else f'{len(problems)} mismatches'}")
+            return EXIT_MISMATCH if problems else 0
+        summaries = build_dataset(args.output_dir, args.workers, args.limit, args.strict, args.shard_size)
+        if not args.no_push:
+            push_to_hub(args.output_dir / "dataset", args.hf_repo)
+    except CredentialsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_CREDENTIALS
+    except (BadInput, FileNotFoundError, DownloadError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    seconds = time.perf_counter() - start
+    total = sum(s.found for s in summaries.values())
+    parts = [f"{split} {s.written} written, {s.empty} empty skipped, {len(s.bad)} bad" for split, s in summaries.items()]
+    bad = sum(len(s.bad) for s in summaries.values())
+    print(f"precompute: {'; '.join(parts)}; {total} frames in {seconds:.1f} s ({total / max(seconds, 1e-9):.1f} img/s); "
+          f"{bad} bad inputs skipped; dataset at {args.output_dir / 'dataset'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
