@@ -68,3 +68,16 @@ def test_unpreprocessed_rows_get_gamma_and_clahe_at_load_time(precomputed):
     assert np.array_equal(done["image"], preprocess.preprocess_image(raw_image)) and done["preprocessed"]
     kept = finish_sample({"image": raw_image, "preprocessed": True})
     assert kept["image"] is raw_image
+
+
+def test_scoring_and_training_list_the_same_raw_frames_but_for_empty_pupils(raw_dir, tmp_path):
+    """Scenario: Dataset sources (one listing; scoring keeps the frames that training skips)"""
+    import shutil
+
+    from training.data import iter_frames
+
+    shutil.copytree(raw_dir / "train", tmp_path / "train")  # a raw folder only (no precompute output beside it)
+    training = {path.name for path, _ in RawSplit(tmp_path, "train").items}
+    scored = {frame.name: frame for frame in iter_frames(tmp_path, "train")}
+    assert training < set(scored)
+    assert all(not scored[name].mask.any() for name in set(scored) - training)  # only the closed-eye frames differ
