@@ -12,9 +12,7 @@ import argparse
 import time
 
 import torch
-from latency import (
-    PlainConvBaseline,  # sibling script: benchmarks/ is sys.path[0] when run as a script
-)
+from latency import PlainConvBaseline  # sibling script: benchmarks/ is sys.path[0] when run as a script
 
 from training.models import VARIANTS, build_model
 from training.tasks import SEGMENTATION

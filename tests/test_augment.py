@@ -10,14 +10,7 @@ import pytest
 import torch
 
 from training import preprocess
-from training.augment import (
-    AugmentConfig,
-    BatchAugmenter,
-    apply,
-    gaussian_blur,
-    jpeg_like,
-    sample_params,
-)
+from training.augment import AugmentConfig, BatchAugmenter, apply, gaussian_blur, jpeg_like, sample_params
 from training.data import IMAGE_AND_LABEL, TrainingDataset, open_split
 from training.targets import label_targets
 

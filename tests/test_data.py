@@ -5,13 +5,7 @@ import pytest
 import torch
 
 from training import preprocess
-from training.data import (
-    IMAGE_AND_LABEL,
-    RawSplit,
-    TrainingDataset,
-    open_split,
-    resolve_source,
-)
+from training.data import IMAGE_AND_LABEL, RawSplit, TrainingDataset, open_split, resolve_source
 
 
 def test_every_source_kind_gives_the_same_sample(precomputed):

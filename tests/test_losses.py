@@ -6,13 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.losses import (
-    CombinedLoss,
-    alpha_schedule,
-    generalized_dice_loss,
-    surface_loss,
-    weighted_cross_entropy,
-)
+from training.losses import CombinedLoss, alpha_schedule, generalized_dice_loss, surface_loss, weighted_cross_entropy
 from training.preprocess import distance_maps
 
 

@@ -9,14 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from training.metrics import (
-    SegmentationMeter,
-    binary_iou,
-    center_error,
-    center_statistics,
-    pupil_center,
-    scores_from_confusion,
-)
+from training.metrics import SegmentationMeter, binary_iou, center_error, center_statistics, pupil_center, scores_from_confusion
 
 masks = arrays(np.uint8, st.tuples(st.integers(1, 12), st.integers(1, 12)), elements=st.integers(0, 1))
 

@@ -8,13 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from training.synthetic import (
-    FAMILIES,
-    frame_plan,
-    generate,
-    render_frame,
-    subject_traits,
-)
+from training.synthetic import FAMILIES, frame_plan, generate, render_frame, subject_traits
 from training.visualize import LABEL_COLOR, outline
 
 

@@ -7,12 +7,7 @@ import torch
 from training import preprocess
 from training.losses import surface_loss
 from training.synthetic import FAMILIES, render_frame
-from training.targets import (
-    DISTANCE_ERROR_BOUND_PX,
-    distance_maps,
-    label_targets,
-    spatial_weights,
-)
+from training.targets import DISTANCE_ERROR_BOUND_PX, distance_maps, label_targets, spatial_weights
 
 DIAGONAL = float(np.hypot(399, 639))
 

@@ -27,21 +27,9 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
 from training.augment import AugmentConfig, BatchAugmenter
-from training.checkpoint import (
-    CheckpointSaver,
-    TrainState,
-    resume_checkpoint,
-    rng_state,
-    seed_everything,
-)
+from training.checkpoint import CheckpointSaver, TrainState, resume_checkpoint, rng_state, seed_everything
 from training.config import TrainConfig
-from training.data import (
-    IMAGE_AND_LABEL,
-    TrainingDataset,
-    describe_split,
-    open_split,
-    resolve_source,
-)
+from training.data import IMAGE_AND_LABEL, TrainingDataset, describe_split, open_split, resolve_source
 from training.ema import ModelEma
 from training.export import OnnxSizeError, export_onnx
 from training.losses import alpha_schedule

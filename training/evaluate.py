@@ -34,20 +34,8 @@ import numpy as np
 
 from training import preprocess
 from training.data import BadInput, iter_frames
-from training.inference import (
-    ModelLoadError,
-    Predictor,
-    latency_ms,
-    load_predictor,
-    predict_frame,
-)
-from training.metrics import (
-    SegmentationMeter,
-    binary_iou,
-    center_error,
-    center_statistics,
-    scores_from_confusion,
-)
+from training.inference import ModelLoadError, Predictor, latency_ms, load_predictor, predict_frame
+from training.metrics import SegmentationMeter, binary_iou, center_error, center_statistics, scores_from_confusion
 from training.visualize import LABEL_COLOR, PREDICTION_COLOR, outline
 
 log = logging.getLogger("training.evaluate")

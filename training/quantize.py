@@ -45,12 +45,7 @@ class FrameReader:
 
 def quantize(model: str | os.PathLike, data: str, output: str | os.PathLike, calibration_frames: int = 32, max_bytes: int = MAX_INT8_BYTES) -> Path:
     import onnx
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     model, output = Path(model), Path(output)
