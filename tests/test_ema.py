@@ -45,3 +45,23 @@ def test_state_round_trips_and_bad_decay_fails():
     assert other.updates == 1 and other.current_decay() == ema.current_decay()
     with pytest.raises(ValueError, match="decay"):
         ModelEma(model, decay=1.0)
+
+
+def test_resuming_a_checkpoint_without_an_average_starts_it_at_the_resumed_weights():
+    """Scenario: Weight averaging (EMA) (--ema-decay added when resuming a run that kept none)"""
+    from training.checkpoint import TrainState
+
+    trained = _model()
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(3.0)
+    optimizer = torch.optim.SGD(trained.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    checkpoint = TrainState(trained, optimizer, scheduler, torch.amp.GradScaler("cpu", enabled=False), epoch=2).state_dict({}, 1)
+    fresh = _model()
+    optimizer = torch.optim.SGD(fresh.parameters(), lr=0.1)
+    state = TrainState(fresh, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0), torch.amp.GradScaler("cpu", enabled=False),
+                       ema=ModelEma(fresh, 0.99))
+    state.load_state_dict(checkpoint)
+    assert state.epoch == 2
+    assert all(torch.equal(a, b) for a, b in zip(state.ema.module.state_dict().values(), trained.state_dict().values()))

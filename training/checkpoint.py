@@ -155,8 +155,11 @@ class TrainState:
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
         self.scaler.load_state_dict(checkpoint["scaler"])
-        if self.ema is not None and "ema" in checkpoint:
-            self.ema.load_state_dict(checkpoint["ema"])
+        if self.ema is not None:  # a checkpoint without an average starts it at the resumed weights
+            if "ema" in checkpoint:
+                self.ema.load_state_dict(checkpoint["ema"])
+            else:
+                self.ema.module.load_state_dict(checkpoint["model"])
         self.epoch, self.best_metric = checkpoint["epoch"], checkpoint["best_metric"]
         self.best_epoch, self.stale_epochs = checkpoint["best_epoch"], checkpoint["stale_epochs"]
         set_rng_state(checkpoint["rng"][min(rank, len(checkpoint["rng"]) - 1)])
