@@ -208,11 +208,7 @@ class RawSplit(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         image_path, label_path = self.items[index]
         image, label = read_raw_pair(image_path, label_path)
-        if self.maps:
-            sample = preprocess.preprocess_sample(image, label)
-        else:
-            mask = preprocess.binarize(label)
-            sample = {"image": preprocess.preprocess_image(image), "label": mask, **preprocess.ellipse_columns(mask), "preprocessed": True}
+        sample = preprocess.preprocess_sample(image, label, maps=self.maps)
         return {**sample, "filename": image_path.name, "subject": subject_of(image_path.name)}
 
 

@@ -118,12 +118,13 @@ def check_parity(model: nn.Module, onnx_bytes: bytes, input_shape: tuple[int, ..
     with torch.no_grad():
         expected = [output.numpy() for output in _as_tuple(model(example))]
     actual = ort_session(onnx_bytes).run(None, {INPUT_NAME: example.numpy()})
-    for reference, result in zip(expected, actual):
-        difference, allowed = float(np.abs(reference - result).max()), parity_bound(reference, tolerance)
+    differences = [float(np.abs(reference - result).max()) for reference, result in zip(expected, actual)]
+    for reference, difference in zip(expected, differences):
+        allowed = parity_bound(reference, tolerance)
         if difference > allowed:
             raise AssertionError(f"ONNX Runtime differs from torch by {difference:.2e}, over {allowed:.2e} ({tolerance:.0e} x the output "
                                  f"scale {np.abs(reference).max():.3g})")
-    return max(float(np.abs(reference - result).max()) for reference, result in zip(expected, actual))
+    return max(differences)
 
 
 def _as_tuple(outputs) -> tuple[torch.Tensor, ...]:

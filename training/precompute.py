@@ -1,5 +1,6 @@
-"""Precompute OpenEDS for training (the library behind the root `precompute.py` command): Kaggle download -> binarize pupil -> skip empty masks -> gamma 0.8 ->
-CLAHE (1.5, 8x8) -> ellipse fit -> spatial weights -> signed distance maps -> parquet shards -> HF dataset.
+"""Precompute OpenEDS for training (the library behind the root `precompute.py` command): Kaggle download ->
+binarize pupil -> skip empty masks -> gamma 0.8 -> CLAHE (1.5, 8x8) -> ellipse fit -> spatial weights -> signed
+distance maps -> parquet shards -> HF dataset.
 
     python precompute.py                                   # download, process, push to --hf-repo
     python precompute.py --skip-download --no-push --output-dir D     # raw data already in D
@@ -35,6 +36,7 @@ import numpy as np
 
 from training import preprocess
 from training.data import (
+    ARRAY_COLUMNS,
     SCALAR_COLUMNS,
     SPLIT_NAMES,
     BadInput,
@@ -181,13 +183,12 @@ def write_shard(task: tuple[str, list[tuple[str, str]], str, str, bool], writer:
 
 # Parquet encoding: the array columns are written without dictionaries or statistics (both are useless on pixel
 # data and took half the write time), the float maps byte-stream-split (a fifth smaller after zstd). Lossless.
-ARRAY_LEAVES = {"image": 2, "label": 2, "spatial_weights": 2, "dist_map": 3}  # column: list nesting depth
 PARQUET_OPTIONS = {
     "row_group_size": 1,  # random access: one row group per sample
     "compression": "zstd",
     "use_dictionary": ["filename", "subject"],
     "write_statistics": [*SCALAR_COLUMNS, "filename", "subject", "preprocessed"],
-    "use_byte_stream_split": [name + ".list.element" * depth for name, depth in ARRAY_LEAVES.items() if name in ("spatial_weights", "dist_map")],
+    "use_byte_stream_split": [name + ".list.element" * len(shape) for name, (shape, dtype) in ARRAY_COLUMNS.items() if dtype == np.float32],
     "write_batch_size": 1 << 16,
 }
 

@@ -166,10 +166,12 @@ def label_targets(mask: np.ndarray) -> dict[str, np.ndarray | float]:
     return {"spatial_weights": spatial_weights(mask), "dist_map": distance_maps(mask), **ellipse_columns(mask)}
 
 
-def preprocess_sample(image: np.ndarray, label: np.ndarray) -> dict[str, np.ndarray | float]:
-    """Raw OpenEDS frame and 4-class label -> every column of the precomputed dataset except filename."""
+def preprocess_sample(image: np.ndarray, label: np.ndarray, maps: bool = True) -> dict[str, np.ndarray | float]:
+    """Raw OpenEDS frame and 4-class label -> every column of the precomputed dataset except filename; maps=False
+    leaves out the spatial weights and distance maps (what training derives on its device)."""
     mask = binarize(label)
-    return {"image": preprocess_image(image), "label": mask, **label_targets(mask), "preprocessed": True}
+    targets = label_targets(mask) if maps else ellipse_columns(mask)
+    return {"image": preprocess_image(image), "label": mask, **targets, "preprocessed": True}
 
 
 def _as_gray_uint8(image: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Label-derived training targets computed per batch on the training device, from the final (augmented) labels.
 
-- spatial weights: the 3x3 morphological gradient of the pupil mask (max-pool minus min-pool) times
-  BOUNDARY_WEIGHT: exactly `preprocess.spatial_weights`;
+- spatial weights: the 3x3 morphological gradient of the pupil mask (pixels whose 3x3 neighbourhood holds both
+  classes, counted by two shifted sums) times BOUNDARY_WEIGHT: exactly `preprocess.spatial_weights`;
 - signed distance maps, with `preprocess.distance_maps`' conventions (channel 0 background, 1 pupil; <= 0 inside,
   >= 0 outside, region edge pixels 0, / the frame diagonal): an exact Euclidean distance transform (a row pass,
   then a column pass over the rows that can hold the nearest feature), run on a grid `factor` times coarser than
