@@ -1,12 +1,12 @@
 """Input pipeline vs the training step, measured in the same run on the same machine.
 
-    python benchmarks/input_pipeline.py [--images 96] [--batch-size 32] [--workers N] [--device auto|cpu|cuda]
+    python benchmarks/input_pipeline.py [--images 640] [--batch-size 32] [--workers N] [--device auto|cpu|cuda]
 
 Prints samples/s for: decoding alone (DataLoader workers: uint8 image + label from the parquet shards), the
 device work alone (augmentation + label targets on an already decoded batch), the full pipeline (decode in the
 workers + augmentation and targets on the device, as the engine runs it), and the base model's training step
-(forward, loss, backward, AdamW) at the same batch size; on CUDA also with AMP + channels_last. The last line is
-`pipeline/step=<ratio>`: how many times faster the input pipeline feeds than the step consumes (target >= 10).
+(train_speed.images_per_second: forward, loss, backward, AdamW, meter update) at the same batch size; on CUDA also
+with AMP + channels_last. The last line is `pipeline/step=<ratio>`: how many times faster the input pipeline feeds than the step consumes (target >= 10).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+from train_speed import images_per_second  # sibling script: benchmarks/ is sys.path[0] when run as a script
 
 from training import precompute
 from training.augment import AugmentConfig, BatchAugmenter
@@ -25,7 +26,6 @@ from training.data import IMAGE_AND_LABEL, TrainingDataset, open_split
 from training.engine import resolve_device, to_device
 from training.models import build_model
 from training.synthetic import generate
-from training.tasks import SEGMENTATION
 
 
 def _sync(device: torch.device) -> None:
@@ -75,39 +75,6 @@ def device_rate(loader, device: torch.device, augmenter: BatchAugmenter, repeats
     return repeats * len(batch["image"]) / (time.perf_counter() - start)
 
 
-def step_rate(variant: str, batch_size: int, steps: int, device: torch.device, amp: bool = False, channels_last: bool = False,
-              shape: tuple[int, int] = (400, 640)) -> float:
-    """Training images/s of one model: forward, the segmentation loss, backward, AdamW step."""
-    torch.manual_seed(0)
-    model = build_model(variant).to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), 1e-3)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    image = torch.rand(batch_size, 1, *shape, device=device)
-    if channels_last:
-        image = image.contiguous(memory_format=torch.channels_last)
-    batch = {"image": image, "label": (torch.rand(batch_size, *shape, device=device) > 0.99).to(torch.uint8),
-             "spatial_weights": torch.zeros(batch_size, *shape, device=device), "dist_map": torch.rand(batch_size, 2, *shape, device=device) - 0.5}
-
-    def step() -> None:
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            logits = model(batch["image"])
-        loss = SEGMENTATION.compute_loss(logits.float(), batch, 0.5)["loss"]
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-
-    step()  # warm-up
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _sync(device)
-    return steps * batch_size / (time.perf_counter() - start)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=640, help="synthetic frames to precompute for the loader (enough for a whole pass without an epoch boundary)")
@@ -134,11 +101,11 @@ def main() -> None:
     print(f"decode only (workers)                 : {decode:8.1f} samples/s")
     print(f"augmentation + targets only (device)  : {work:8.1f} samples/s")
     print(f"full pipeline (decode + device work)  : {full:8.1f} samples/s")
-    step = step_rate("base", args.batch_size, args.steps, device, shape=shape)
+    step = images_per_second(build_model("base"), args.batch_size, args.steps, device, shape=shape)
     print(f"training step, base                   : {step:8.1f} images/s")
     if device.type == "cuda":
         for variant in ("tiny", "base"):
-            fast = step_rate(variant, args.batch_size, args.steps * 10, device, amp=True, channels_last=True, shape=shape)
+            fast = images_per_second(build_model(variant), args.batch_size, args.steps * 10, device, amp=True, channels_last=True, shape=shape)
             print(f"training step, {variant}, AMP + channels_last: {fast:8.1f} images/s")
     print(f"pipeline/step={full / step:.2f}")
 
