@@ -30,6 +30,7 @@ upscaled frames from low-resolution sensors (x1.5-4, ~25%).
 | glints | 0-12 in a ring around the cornea, radius 0.5-6% of the iris, some on the pupil edge or inside it; a large saturated blob (15%); the pupil label covers them |
 | eyeglasses (15%) | 1-3 large soft reflections (opacity 0.1-0.5), a lens rim arc |
 | dark distractors | lashes (0-120 strands, clumped, darker than the pupil possible), eyeliner/mascara (25%), eyebrow (face 70%, offaxis 30%), shadowed eye corners (40%), skin folds (30%), round dark blobs of pupil size outside the eye (30%) |
+| washed out (35%, not openeds) | black level lifted 20-130 gray, contrast compressed to match (ambient light, flare): pupil mid-gray, skin bright |
 | optics and sensor | defocus blur sigma 0.3-3.5 px, motion blur (15%), Gaussian noise sigma 0.5-12, shot noise, JPEG quality 15-90 (30%), vignetting (50%), Fresnel rings (openeds 80%, others 10%), gain 0.6-1.5 and offset |
 | eye state | gaze +-0.8 rad (pupil and iris foreshortened), eye roll +-15 deg, 4% closed (no pupil), 8% nearly closed |
 """
@@ -54,6 +55,7 @@ FRAMES_PER_SUBJECT = 8  # many people, few frames each: diversity over repetitio
 FAMILIES = {"openeds": 0.30, "closeup": 0.15, "offaxis": 0.30, "face": 0.25}  # share of subjects
 IRIS_RADIUS = {"openeds": (80, 125), "closeup": (130, 230), "offaxis": (30, 80), "face": (12, 30)}  # px in the 640x400 frame
 CONTENT_SHAPES = ((HEIGHT, WIDTH), (HEIGHT, 300), (HEIGHT, HEIGHT), (HEIGHT, 533), (360, WIDTH))  # landscape, portrait 3:4, square, 4:3, 16:9
+VEIL_P, VEIL_LIFT = 0.35, (20.0, 130.0)  # share of non-OpenEDS frames whose black level is lifted, and by how much (gray)
 SUBPIXEL = 4  # fixed-point bits for cv2 drawing
 ONE = 1 << SUBPIXEL
 
@@ -409,6 +411,10 @@ def render_frame(seed: int, index: int, subject: int, family: str | None = None)
     offset = 0.0 if openeds else rng.uniform(-20, 20)
     image *= gain * contrast  # ((image - 60) * contrast + 60) * gain + offset
     image += 60.0 * (1 - contrast) * gain + offset + 0.5  # + 0.5: rounding before the cast
+    if not openeds and rng.random() < VEIL_P:  # washed out: ambient light or flare lifts the black level (pupil mid-gray)
+        lift = rng.uniform(*VEIL_LIFT)
+        image *= 1.0 - lift / 255.0
+        image += lift
     noise = np.empty((h, w), np.float32)
     sigma = float(rng.uniform(1.5, 4.0) if openeds else rng.uniform(0.5, 12.0))
     cv2.randn(noise, 0.0, sigma)
