@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=640, help="synthetic frames to precompute for the loader (enough for a whole pass without an epoch boundary)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--batches", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=5, help="training steps timed (after one warm-up step)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--crop", default="", help="HxW: augment to crops, as `--crop` in training (default: whole frames)")

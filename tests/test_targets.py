@@ -7,7 +7,7 @@ import torch
 from training import preprocess
 from training.losses import surface_loss
 from training.synthetic import FAMILIES, render_frame
-from training.targets import DISTANCE_ERROR_BOUND_PX, distance_maps, label_targets, spatial_weights
+from training.targets import DISTANCE_ERROR_BOUND_PX, distance_maps, label_targets, pupil_boxes, spatial_weights
 
 DIAGONAL = float(np.hypot(399, 639))
 
@@ -65,3 +65,15 @@ def test_surface_loss_falls_as_the_prediction_approaches_the_label(masks):
         logits = torch.from_numpy(np.stack([1.0 - grown, grown], axis=1).astype(np.float32) * 20.0)
         losses.append(float(surface_loss(logits, label, maps)))
     assert losses == sorted(losses, reverse=True) and losses[-1] < 1e-6 < losses[0]
+
+
+def test_targets_read_only_the_pupil_box_yet_match_the_whole_frame(masks):
+    """Scenario: Device targets against the CPU reference (bounding boxes, a frame that is all pupil)"""
+    boxes = pupil_boxes(masks)
+    for mask, box in zip(masks.numpy(), boxes):
+        ys, xs = np.nonzero(mask)
+        assert box == ((ys.min(), ys.max() + 1, xs.min(), xs.max() + 1) if len(ys) else None)
+    full = torch.ones((1, 400, 640), dtype=torch.uint8)
+    assert np.array_equal(spatial_weights(full).numpy(), preprocess.spatial_weights(full[0].numpy())[None])
+    assert not distance_maps(full).any() and not distance_maps(full, factor=1).any()
+    assert np.abs(distance_maps(full, factor=1).numpy()[0] - preprocess.distance_maps(full[0].numpy())).max() < 1e-6

@@ -64,7 +64,8 @@ def dataset_features():
 
 def _nested_list_array(stack: np.ndarray) -> pa.Array:
     """(N, *dims) numpy -> nested Arrow ListArray (the storage of datasets' ArrayXD) without Python loops."""
-    out: pa.Array = pa.array(np.ascontiguousarray(stack).reshape(-1))
+    flat = np.ascontiguousarray(stack).reshape(-1)
+    out: pa.Array = pa.Array.from_buffers(pa.from_numpy_dtype(flat.dtype), len(flat), [None, pa.py_buffer(flat)])  # wraps, no copy
     for axis in range(stack.ndim - 1, 0, -1):
         length, count = stack.shape[axis], int(np.prod(stack.shape[:axis]))
         out = pa.ListArray.from_arrays(pa.array(np.arange(0, (count + 1) * length, length, dtype=np.int32)), out)
@@ -77,8 +78,8 @@ def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
     columns = []
     for field in schema:
         values = [row[field.name] for row in rows]
-        if field.name in ARRAY_COLUMNS:
-            columns.append(pa.ExtensionArray.from_storage(field.type, _nested_list_array(np.stack(values))))
+        if field.name in ARRAY_COLUMNS:  # one chunk per row, each wrapping the row's own buffer: no stacked copy
+            columns.append(pa.chunked_array([pa.ExtensionArray.from_storage(field.type, _nested_list_array(value[None])) for value in values], type=field.type))
         else:
             columns.append(pa.array(values, type=field.type))
     return pa.Table.from_arrays(columns, schema=schema)

@@ -8,6 +8,9 @@
   the frame and interpolated back. factor=1 is exact (as cv2's DIST_MASK_PRECISE); the default factor 4 is within
   DISTANCE_ERROR_BOUND_PX pixels of it on pupil masks (tests/test_targets.py measures it on generator masks).
 
+Both read the label at full resolution only inside each pupil's bounding box (`pupil_boxes`: two max-reductions
+and one host transfer per batch); outside it every pixel is background, so the rest of the frame is a fill.
+
 The ellipse columns are not recomputed here: `training.augment` maps them through the warp analytically.
 """
 
@@ -25,21 +28,52 @@ DISTANCE_ERROR_BOUND_PX = 4.25  # |approximate - exact| at factor 4 in frame pix
 _FAR = 1e6
 
 
-def spatial_weights(mask: torch.Tensor, boundary_weight: float = BOUNDARY_WEIGHT) -> torch.Tensor:
+Box = tuple[int, int, int, int]  # (y0, y1, x0, x1): rows y0..y1-1 and columns x0..x1-1 hold every pupil pixel
+
+
+def pupil_boxes(mask: torch.Tensor) -> list[Box | None]:
+    """(B, H, W) mask (non-zero = pupil) -> each image's pupil bounding box, None where it has no pupil. Two
+    max-reductions and one host transfer: every full-frame pass the targets need after this is a fill or a copy."""
+    rows, cols = mask.amax(dim=2) > 0, mask.amax(dim=1) > 0  # (B, H), (B, W)
+    has = rows.any(dim=1)
+    height, width = rows.shape[1], cols.shape[1]
+    r = torch.arange(height, device=mask.device)
+    c = torch.arange(width, device=mask.device)
+    extents = torch.stack([torch.where(rows, r, height).amin(dim=1), torch.where(rows, r, -1).amax(dim=1) + 1,
+                           torch.where(cols, c, width).amin(dim=1), torch.where(cols, c, -1).amax(dim=1) + 1, has.long()], dim=1).cpu().tolist()
+    return [tuple(e[:4]) if e[4] else None for e in extents]
+
+
+def _grow(box: Box, margin: int, height: int, width: int) -> Box:
+    y0, y1, x0, x1 = box
+    return max(0, y0 - margin), min(height, y1 + margin), max(0, x0 - margin), min(width, x1 + margin)
+
+
+def spatial_weights(mask: torch.Tensor, boundary_weight: float = BOUNDARY_WEIGHT, boxes: list[Box | None] | None = None) -> torch.Tensor:
     """(B, H, W) pupil mask (non-zero = pupil) -> float32 (B, H, W) boundary band weights: pixels whose 3x3
-    neighbourhood inside the frame holds both classes (cv2's morphological gradient ignores outside pixels too)."""
-    pupil = (mask > 0).to(torch.uint8)
-    padded = F.pad(pupil, (1, 1, 1, 1))
-    rows = padded[:, :, :-2] + padded[:, :, 1:-1] + padded[:, :, 2:]
-    count = rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]  # pupil pixels in each 3x3 neighbourhood (0-9)
-    inside = torch.full(pupil.shape[1:], 9, dtype=torch.uint8, device=mask.device)  # neighbours inside the frame
-    inside[0] -= 3
-    inside[-1] -= 3
-    inside[:, 0] -= 3
-    inside[:, -1] -= 3
-    inside[0, 0] = inside[0, -1] = inside[-1, 0] = inside[-1, -1] = 4
-    band = (count > 0) & (count < inside)
-    return band.float().mul_(boundary_weight)
+    neighbourhood inside the frame holds both classes (cv2's morphological gradient ignores outside pixels too).
+    The band lies within one pixel of the pupil, so it is computed on each pupil's bounding box grown by one."""
+    batch, height, width = mask.shape
+    out = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
+    for b, box in enumerate(pupil_boxes(mask) if boxes is None else boxes):
+        if box is None:
+            continue
+        y0, y1, x0, x1 = _grow(box, 1, height, width)
+        pupil = mask[b, y0:y1, x0:x1] > 0
+        # 3x3 dilation (any) and erosion (all), one axis at a time, each from a copy of the previous pass; a pixel on
+        # the window's edge just lacks that neighbour, which is how cv2 treats pixels outside the frame (and inside
+        # the frame the window's edge pixels are background anyway)
+        grown, shrunk = pupil.clone(), pupil.clone()
+        for dim in (1, 0):
+            before_grown, before_shrunk, n = grown.clone(), shrunk.clone(), pupil.shape[dim]
+            if n < 2:
+                continue
+            grown.narrow(dim, 1, n - 1).logical_or_(before_grown.narrow(dim, 0, n - 1))
+            grown.narrow(dim, 0, n - 1).logical_or_(before_grown.narrow(dim, 1, n - 1))
+            shrunk.narrow(dim, 1, n - 1).logical_and_(before_shrunk.narrow(dim, 0, n - 1))
+            shrunk.narrow(dim, 0, n - 1).logical_and_(before_shrunk.narrow(dim, 1, n - 1))
+        out[b, y0:y1, x0:x1].masked_fill_(grown & ~shrunk, boundary_weight)
+    return out
 
 
 def _distance_to(feature: torch.Tensor, rows: torch.Tensor, spacing: float) -> torch.Tensor:
@@ -96,18 +130,25 @@ def _distance_inside(background: torch.Tensor, rows: torch.Tensor, cols: torch.T
     return out[:, :height, :width]
 
 
-def distance_maps(mask: torch.Tensor, factor: int = DISTANCE_FACTOR) -> torch.Tensor:
-    """(B, H, W) pupil mask -> float32 (B, 2, H, W) signed distance maps (see the module docstring)."""
-    pupil = mask > 0
-    batch, height, width = pupil.shape
-    if factor > 1:  # a coarse cell is pupil (background) if any of its pixels is
-        pad_h, pad_w = -height % factor, -width % factor
-        padded = F.pad(pupil[:, None].to(torch.uint8), (0, pad_w, 0, pad_h), mode="replicate")[:, 0] if pad_h or pad_w else pupil.to(torch.uint8)
-        cells = padded.view(batch, padded.shape[1] // factor, factor, padded.shape[2] // factor, factor)
-        count = cells.sum(dim=(2, 4), dtype=torch.int32)  # pupil pixels per cell
-        coarse_pupil, coarse_background = count > 0, count < factor * factor
-    else:
-        coarse_pupil, coarse_background = pupil, ~pupil
+def distance_maps(mask: torch.Tensor, factor: int = DISTANCE_FACTOR, boxes: list[Box | None] | None = None) -> torch.Tensor:
+    """(B, H, W) pupil mask -> float32 (B, 2, H, W) signed distance maps (see the module docstring). Only each
+    pupil's bounding box is read at full resolution: outside it every pixel is background."""
+    batch, height, width = mask.shape
+    boxes = pupil_boxes(mask) if boxes is None else boxes
+    # a coarse cell is pupil (background) if any of its pixels is; the frame is replicate-padded to whole cells
+    h, w = -(-height // factor), -(-width // factor)
+    coarse_pupil = torch.zeros((batch, h, w), dtype=torch.bool, device=mask.device)
+    coarse_background = torch.ones((batch, h, w), dtype=torch.bool, device=mask.device)
+    for b, box in enumerate(boxes):
+        if box is None:
+            continue
+        y0, y1, x0, x1 = box[0] // factor, -(-box[1] // factor), box[2] // factor, -(-box[3] // factor)
+        rows = torch.arange(y0 * factor, y1 * factor, device=mask.device).clamp_max_(height - 1)
+        cols = torch.arange(x0 * factor, x1 * factor, device=mask.device).clamp_max_(width - 1)
+        window = mask[b].index_select(0, rows).index_select(1, cols) > 0
+        count = window.view(y1 - y0, factor, x1 - x0, factor).sum(dim=(1, 3), dtype=torch.int32)  # pupil pixels per cell
+        coarse_pupil[b, y0:y1, x0:x1] = count > 0
+        coarse_background[b, y0:y1, x0:x1] = count < factor * factor
     rows, cols = _windows(coarse_pupil, 1), _windows(coarse_pupil, 2)
     # one signed coarse field: distance to the pupil outside it, minus the distance to the background inside it,
     # already divided by the diagonal (k); images with an empty or full mask get k = 0: all-zero maps
@@ -117,16 +158,24 @@ def distance_maps(mask: torch.Tensor, factor: int = DISTANCE_FACTOR) -> torch.Te
     if factor > 1:
         signed = F.interpolate(signed[:, None], scale_factor=factor, mode="bilinear", align_corners=False)[:, 0, :height, :width]
     # channel 1 (pupil): (1 - distance to the background (>= 1)) k inside, distance to the pupil (>= 1) k outside;
-    # channel 0 = k - channel 1
+    # channel 0 = k - channel 1. Outside the pupil's box every pixel is background: max(signed, k) there, and the
+    # box gets the per-pixel rule
     maps = torch.empty((batch, 2, height, width), device=mask.device)
-    torch.where(pupil, torch.minimum(signed + k, torch.zeros_like(k)), torch.maximum(signed, k), out=maps[:, 1])
+    torch.maximum(signed, k, out=maps[:, 1])
+    for b, box in enumerate(boxes):
+        if box is None:
+            continue
+        y0, y1, x0, x1 = box
+        region, kb = signed[b, y0:y1, x0:x1], k[b]
+        maps[b, 1, y0:y1, x0:x1] = torch.where(mask[b, y0:y1, x0:x1] > 0, torch.minimum(region + kb, torch.zeros_like(kb)), torch.maximum(region, kb))
     torch.sub(k, maps[:, 1], out=maps[:, 0])
     return maps
 
 
 def label_targets(label: torch.Tensor, factor: int = DISTANCE_FACTOR) -> dict[str, torch.Tensor]:
     """Everything the segmentation loss derives from a (B, H, W) pupil mask, on its device."""
-    return {"spatial_weights": spatial_weights(label), "dist_map": distance_maps(label, factor)}
+    boxes = pupil_boxes(label)
+    return {"spatial_weights": spatial_weights(label, boxes=boxes), "dist_map": distance_maps(label, factor, boxes)}
 
 
-__all__ = ["DISTANCE_ERROR_BOUND_PX", "DISTANCE_FACTOR", "distance_maps", "label_targets", "spatial_weights"]
+__all__ = ["DISTANCE_ERROR_BOUND_PX", "DISTANCE_FACTOR", "distance_maps", "label_targets", "pupil_boxes", "spatial_weights"]
