@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from training import synthetic
 from training.synthetic import FAMILIES, frame_plan, generate, render_frame, subject_traits
 from training.visualize import LABEL_COLOR, outline
 
@@ -147,6 +148,27 @@ def test_photometry_spans_the_documented_ranges(family_frames):
     pupil, delta = np.array(pupil), np.array(iris) - np.array(pupil)
     assert pupil.min() < 25 and pupil.max() > 80  # near black to mid-gray
     assert np.percentile(delta, 10) < 12 and delta.max() > 50  # iris barely above the pupil up to bright
+
+
+def test_washed_out_frames_lift_the_pupil_to_mid_gray(monkeypatch):
+    """Scenario: Washed-out frames"""
+    def pupil_medians() -> np.ndarray:
+        medians = []
+        for i in range(36):
+            image, label = render_frame(11, i, 700 + i, family=("closeup", "offaxis", "face")[i % 3])
+            if (label == 3).sum() > 30:
+                medians.append(np.median(image[label == 3]))
+        return np.array(medians)
+
+    monkeypatch.setattr(synthetic, "VEIL_P", 0.0)
+    plain = pupil_medians()
+    monkeypatch.setattr(synthetic, "VEIL_P", 1.0)
+    washed = pupil_medians()
+    assert washed.min() >= synthetic.VEIL_LIFT[0] - 5 > plain.min()  # the least lift, less what noise, resampling and JPEG after it move
+    assert np.median(washed) > np.median(plain) + 20 and (washed > 100).sum() > (plain > 100).sum()
+    openeds = render_frame(11, 0, 0, family="openeds")[0]
+    monkeypatch.setattr(synthetic, "VEIL_P", 0.0)
+    assert np.array_equal(render_frame(11, 0, 0, family="openeds")[0], openeds)  # OpenEDS-like frames never are
 
 
 def test_glints_inside_the_pupil_stay_labelled_pupil():
