@@ -53,7 +53,7 @@ def spatial_weights(mask: torch.Tensor, boundary_weight: float = BOUNDARY_WEIGHT
     """(B, H, W) pupil mask (non-zero = pupil) -> float32 (B, H, W) boundary band weights: pixels whose 3x3
     neighbourhood inside the frame holds both classes (cv2's morphological gradient ignores outside pixels too).
     The band lies within one pixel of the pupil, so it is computed on each pupil's bounding box grown by one."""
-    batch, height, width = mask.shape
+    height, width = mask.shape[1:]
     out = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
     for b, box in enumerate(pupil_boxes(mask) if boxes is None else boxes):
         if box is None:
@@ -65,9 +65,10 @@ def spatial_weights(mask: torch.Tensor, boundary_weight: float = BOUNDARY_WEIGHT
         # the frame the window's edge pixels are background anyway)
         grown, shrunk = pupil.clone(), pupil.clone()
         for dim in (1, 0):
-            before_grown, before_shrunk, n = grown.clone(), shrunk.clone(), pupil.shape[dim]
+            n = pupil.shape[dim]
             if n < 2:
                 continue
+            before_grown, before_shrunk = grown.clone(), shrunk.clone()
             grown.narrow(dim, 1, n - 1).logical_or_(before_grown.narrow(dim, 0, n - 1))
             grown.narrow(dim, 0, n - 1).logical_or_(before_grown.narrow(dim, 1, n - 1))
             shrunk.narrow(dim, 1, n - 1).logical_and_(before_shrunk.narrow(dim, 0, n - 1))
