@@ -27,7 +27,7 @@ upscaled frames from low-resolution sensors (x1.5-4, ~25%).
 | pupil level | 8-140 gray (mostly dark; openeds 30-38) |
 | iris above pupil | 3-120 gray levels (log-uniform); smooth (30%) or radially textured; darker limbal ring |
 | sclera | from 15 below the iris to 80 above it; skin 25-230 (darker than the iris up to washed out) |
-| glints | 0-12 in a ring around the cornea, radius 0.5-6% of the iris, some on the pupil edge or inside it; a large saturated blob (15%); the pupil label covers them |
+| glints | 0-12 in a ring around the cornea, radius 0.5-6% of the iris, some on the pupil edge or inside it (half of those with a radius of 10-40% of the pupil radius); a large saturated blob (15%) inside the pupil or on its rim; the pupil label covers them |
 | eyeglasses (15%) | 1-3 large soft reflections (opacity 0.1-0.5), a lens rim arc |
 | dark distractors | lashes (0-120 strands, clumped, darker than the pupil possible), eyeliner/mascara (25%), eyebrow (face 70%, offaxis 30%), shadowed eye corners (40%), skin folds (30%), round dark blobs of pupil size outside the eye (30%) |
 | washed out (35%, not openeds) | black level lifted 20-130 gray, contrast compressed to match (ambient light, flare): pupil mid-gray, skin bright |
@@ -394,13 +394,17 @@ def render_frame(seed: int, index: int, subject: int, family: str | None = None)
         for k in range(n_glints):
             a = phase + 2 * np.pi * k / max(n_glints, 1) + rng.normal(0, 0.12)
             gx, gy = iris_x + gaze[0] * r_iris * 0.25 + ring * math.cos(a), iris_y + gaze[1] * r_iris * 0.15 + ring * 0.8 * math.sin(a)
-            if k == 0 and rng.random() < 0.5:  # a glint on the pupil edge or inside it
-                inner = 1.0 if openeds else rng.uniform(0.0, 1.0)
+            on_pupil = k == 0 and rng.random() < 0.5  # a glint on the pupil edge or inside it
+            if on_pupil:
+                inner = 1.0 if openeds else rng.uniform(0.0, 1.1)
                 gx, gy = px + inner * pupil_axes[0] * math.cos(a), py + inner * pupil_axes[1] * math.sin(a)
             radius = rng.uniform(1.2, 3.2) if openeds else max(0.6, r_iris * rng.uniform(0.005, 0.06))
+            if on_pupil and not openeds and rng.random() < 0.5:  # the light's reflection up to 40 % of the pupil radius
+                radius = max(radius, pupil_radius * rng.uniform(0.1, 0.4))
             _ellipse(glints, (gx, gy), (radius, radius * rng.uniform(0.7, 1.0)), rng.uniform(0, 180), 1.0)
         if rng.random() < 0.15:  # a large saturated glint, often on or inside the pupil
-            bx_, by_ = px + rng.uniform(-0.6, 0.6) * pupil_axes[0], py + rng.uniform(-0.6, 0.6) * pupil_axes[1]
+            spread = 0.6 if openeds else 1.0  # others: up to the pupil's rim
+            bx_, by_ = px + rng.uniform(-spread, spread) * pupil_axes[0], py + rng.uniform(-spread, spread) * pupil_axes[1]
             size = rng.uniform(8, 16) if openeds else pupil_radius * rng.uniform(0.2, 0.6)
             _ellipse(glints, (bx_, by_), (size / 2, size / 2 * rng.uniform(0.7, 1.0)), rng.uniform(0, 180), 1.0)
         glints = cv2.GaussianBlur(glints, (0, 0), 0.8)
@@ -409,12 +413,10 @@ def render_frame(seed: int, index: int, subject: int, family: str | None = None)
     # sensor: exposure, noise, low resolution, compression
     gain, contrast = (rng.uniform(0.8, 1.2) if openeds else rng.uniform(0.6, 1.5)), rng.uniform(0.85, 1.2)
     offset = 0.0 if openeds else rng.uniform(-20, 20)
-    image *= gain * contrast  # ((image - 60) * contrast + 60) * gain + offset
-    image += 60.0 * (1 - contrast) * gain + offset + 0.5  # + 0.5: rounding before the cast
-    if not openeds and rng.random() < VEIL_P:  # washed out: ambient light or flare lifts the black level (pupil mid-gray)
-        lift = rng.uniform(*VEIL_LIFT)
-        image *= 1.0 - lift / 255.0
-        image += lift
+    # washed out: ambient light or flare lifts the black level (pupil mid-gray) and compresses the contrast to match
+    lift = rng.uniform(*VEIL_LIFT) if not openeds and rng.random() < VEIL_P else 0.0
+    image *= gain * contrast * (1.0 - lift / 255.0)  # (((image - 60) * contrast + 60) * gain + offset) * (1 - lift / 255) + lift
+    image += (60.0 * (1 - contrast) * gain + offset) * (1.0 - lift / 255.0) + lift + 0.5  # + 0.5: rounding before the cast
     noise = np.empty((h, w), np.float32)
     sigma = float(rng.uniform(1.5, 4.0) if openeds else rng.uniform(0.5, 12.0))
     cv2.randn(noise, 0.0, sigma)
