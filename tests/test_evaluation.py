@@ -75,6 +75,48 @@ def test_evaluate_letterboxes_other_sizes_and_maps_back(image_mask_folder, tmp_p
     assert report["pupil_iou_mean"] > 0.4
 
 
+def test_pupil_mask_keeps_the_largest_region_and_fills_its_hull():
+    """Scenario: The predicted pupil is one convex region"""
+    from training.inference import pupil_mask
+
+    probability = np.zeros((120, 160), np.float32)
+    cv2.circle(probability, (60, 60), 20, 0.9, -1)
+    cv2.circle(probability, (78, 60), 6, 0.1, -1)  # a glint on the rim cuts a notch into the predicted pupil
+    cv2.circle(probability, (140, 20), 5, 0.8, -1)  # a stray dark blob elsewhere
+    full_disc = np.zeros((120, 160), np.uint8)
+    cv2.circle(full_disc, (60, 60), 20, 1, -1)
+
+    raw = pupil_mask(probability, "none")
+    assert raw[20, 140] == 1 and raw[60, 78] == 0
+    largest = pupil_mask(probability, "largest")
+    assert largest[20, 140] == 0 and largest[60, 78] == 0 and np.array_equal(largest, raw * (largest > 0))
+    hull = pupil_mask(probability, "hull")
+    assert hull[20, 140] == 0 and hull[60, 78] == 1  # the notch is put back, the stray blob is gone
+    assert np.all(hull >= largest) and np.logical_xor(hull, full_disc).sum() < 0.05 * full_disc.sum()
+    assert not pupil_mask(np.zeros((8, 8), np.float32)).any()  # no pupil stays no pupil
+    with pytest.raises(ValueError, match="postprocess"):
+        pupil_mask(probability, "ellipse")
+
+
+def test_evaluate_scores_the_postprocessed_mask(image_mask_folder, tmp_path):
+    """Scenario: The predicted pupil is one convex region"""
+    from training.inference import load_predictor, predict_frame, pupil_mask
+
+    result = run_python(["-m", "training.evaluate", "--model", str(FIXTURE_MODEL), "--data", str(image_mask_folder), "--output-dir", str(tmp_path / "none"),
+                         "--postprocess", "none", "--no-timing"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    from training.evaluate import evaluate_model
+
+    evaluate_model(FIXTURE_MODEL, image_mask_folder, tmp_path / "hull", timing=False)
+    predictor = load_predictor(FIXTURE_MODEL)
+    for name in ("hull", "none"):
+        report = json.loads((tmp_path / name / "report.json").read_text())
+        assert report["postprocess"] == name and f"--postprocess {name}" in (tmp_path / name / "report.md").read_text()
+        for row in csv.DictReader(open(tmp_path / name / "per_image.csv")):  # each frame scored on that mask
+            probability = predict_frame(predictor, cv2.imread(str(image_mask_folder / "images" / row["filename"]), cv2.IMREAD_GRAYSCALE))
+            assert int(row["predicted_pixels"]) == int(pupil_mask(probability, name).sum())
+
+
 def test_letterbox_round_trip():
     """Scenario: Images of another size are letterboxed"""
     frame = np.random.default_rng(0).integers(0, 255, (300, 300), dtype=np.uint8)

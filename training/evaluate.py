@@ -34,11 +34,13 @@ import numpy as np
 
 from training import preprocess
 from training.data import BadInput, iter_frames
-from training.inference import ModelLoadError, Predictor, latency_ms, load_predictor, predict_frame
+from training.inference import POSTPROCESS, ModelLoadError, Predictor, latency_ms, load_predictor, predict_frame, pupil_mask
 from training.metrics import SegmentationMeter, binary_iou, center_error, center_statistics, scores_from_confusion
 from training.visualize import LABEL_COLOR, PREDICTION_COLOR, outline
 
 log = logging.getLogger("training.evaluate")
+POSTPROCESS_TEXT = {"hull": "convex hull of the largest region above probability 0.5 (--postprocess hull)",
+                    "largest": "largest region above probability 0.5 (--postprocess largest)", "none": "every pixel above probability 0.5 (--postprocess none)"}
 SIZE_BINS = ((0, 10), (10, 20), (20, 40), (40, 80), (80, float("inf")))  # pupil diameter in px on the frame's grid
 
 
@@ -56,9 +58,11 @@ def _bin_name(low: float, high: float) -> str:
 
 
 def evaluate_model(model: str | os.PathLike | Predictor, data: str | os.PathLike, output_dir: str | os.PathLike, split: str = "validation",
-                   worst_k: int = 6, limit: int = 0, timing: bool = True, min_pupil_px: int = 0, strict: bool = False) -> dict[str, Any]:
+                   worst_k: int = 6, limit: int = 0, timing: bool = True, min_pupil_px: int = 0, strict: bool = False,
+                   postprocess: str = "hull") -> dict[str, Any]:
     """Scores `model` (a path, "pretrained" or a loaded Predictor) on the frames of `data` and writes the report files.
-    Frames whose label has fewer than `min_pupil_px` pupil pixels are left out (and counted)."""
+    Frames whose label has fewer than `min_pupil_px` pupil pixels are left out (and counted). The predicted mask is
+    `training.inference.pupil_mask(probability, postprocess)`: by default the largest region's convex hull."""
     output_dir = Path(output_dir)
     (output_dir / "worst").mkdir(parents=True, exist_ok=True)
     predictor = model if isinstance(model, Predictor) else load_predictor(model)
@@ -71,7 +75,7 @@ def evaluate_model(model: str | os.PathLike | Predictor, data: str | os.PathLike
         if timing_input is None:
             timing_input = preprocess.prepare_frame(frame.image, predictor.input_height, predictor.input_width, frame.preprocessed)[0]
         probability = predict_frame(predictor, frame.image, frame.preprocessed)
-        predicted = (probability > 0.5).astype(np.uint8)
+        predicted = pupil_mask(probability, postprocess)
         meter.update(predicted, frame.mask)
         error = center_error(predicted, frame.mask)
         rows.append({"filename": frame.name, "pupil_iou": binary_iou(predicted, frame.mask), "center_error_px": error,
@@ -85,6 +89,7 @@ def evaluate_model(model: str | os.PathLike | Predictor, data: str | os.PathLike
     report: dict[str, Any] = {
         "model": predictor.source, "data": str(data), "split": split, "frames": len(rows),
         "bad_inputs": len(bad or []), "bad_input_messages": bad or [], "frames_below_min_pupil_px": too_small, "min_pupil_px": min_pupil_px,
+        "postprocess": postprocess,
         "pupil_iou_mean": float(ious.mean()), "pupil_iou_median": float(np.median(ious)), "pupil_iou_split": scores["pupil_iou"],
         "miou": scores["miou"], "dice": scores["dice"], "pixel_accuracy": scores["pixel_accuracy"],
         "precision": scores["precision"], "recall": scores["recall"],
@@ -174,7 +179,8 @@ def _markdown(report: dict[str, Any]) -> str:
         lines += ["", f"{report['bad_inputs']} bad input(s) left out:"] + [f"- {message}" for message in report["bad_input_messages"]]
     if report.get("frames_below_min_pupil_px"):
         lines += ["", f"{report['frames_below_min_pupil_px']} frame(s) with fewer than {report['min_pupil_px']} pupil pixels left out."]
-    lines += ["", "Centre errors use the centre of an ellipse fitted to the largest predicted region; a frame with no",
+    lines += ["", f"Predicted mask: {POSTPROCESS_TEXT[report.get('postprocess', 'none')]}.",
+              "Centre errors use the centre of an ellipse fitted to the largest predicted region; a frame with no",
               "predicted pupil counts as a miss (infinite error). Detection rate: share of frames within 5 px.",
               "", "![confusion matrix](confusion_matrix.png)", ""]
     return "\n".join(lines)
@@ -219,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--min-pupil-px", type=int, default=0, help="leave out frames whose label has fewer pupil pixels (default: keep all)")
     parser.add_argument("--strict", action="store_true", help="a bad image or mask is fatal (default: named, counted and left out)")
+    parser.add_argument("--postprocess", choices=POSTPROCESS, default="hull",
+                        help="predicted mask: the largest region's convex hull (default), the largest region, or every pixel above 0.5")
     parser.add_argument("--no-timing", dest="timing", action="store_false", help="skip the ONNX Runtime latency measurement")
     parser.add_argument("--mlflow-run-id", help="log the report into this existing MLflow run")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI)")
@@ -230,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         names = _folder_names(args.data)
         for name, data in zip(names, args.data):
             out = Path(args.output_dir) / name if len(args.data) > 1 else Path(args.output_dir)
-            reports[name] = report = evaluate_model(predictor, data, out, args.split, args.worst_k, args.limit, args.timing, args.min_pupil_px, args.strict)
+            reports[name] = report = evaluate_model(predictor, data, out, args.split, args.worst_k, args.limit, args.timing, args.min_pupil_px, args.strict,
+                                                     args.postprocess)
             if args.mlflow_run_id:
                 log_to_mlflow(report, out, args.mlflow_run_id, args.tracking_uri)
             print(f"{name}: pupil IoU mean {report['pupil_iou_mean']:.4f} median {report['pupil_iou_median']:.4f} | mIoU {report['miou']:.4f} | "

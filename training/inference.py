@@ -4,6 +4,7 @@ map the prediction back onto the frame. evaluate, predict, quantize and the benc
 
     predictor = load_predictor("best_efficientvit_model.onnx")
     probability = predict_frame(predictor, frame)   # (H, W) pupil probability on the frame's own grid
+    mask = pupil_mask(probability)                  # 1 = pupil: the largest region's convex hull
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import cv2
 import numpy as np
 
 from training import preprocess
@@ -93,6 +95,30 @@ def predict_frame(predictor: Predictor, frame: np.ndarray, preprocessed: bool = 
     batch, box = preprocess.prepare_frame(frame, predictor.input_height, predictor.input_width, preprocessed)
     probability = preprocess.pupil_probability(predictor.run(batch))[0]
     return preprocess.unletterbox(probability, box)
+
+
+POSTPROCESS = ("hull", "largest", "none")
+
+
+def pupil_mask(probability: np.ndarray, postprocess: str = "hull", threshold: float = 0.5) -> np.ndarray:
+    """Binary pupil mask (uint8, 1 = pupil) from a probability plane.
+
+    "none": every pixel above `threshold`. "largest": only the largest 8-connected region (one pupil per frame:
+    stray dark blobs elsewhere go). "hull" (the default of evaluate and predict): that region's convex hull, filled;
+    a pupil is convex, and a glint or lash that cuts a notch into the predicted region is put back (README,
+    "Scoring a model on your own frames", has what each step does on real frames).
+    """
+    if postprocess not in POSTPROCESS:
+        raise ValueError(f"postprocess must be one of {', '.join(POSTPROCESS)}, not {postprocess!r}")
+    mask = (probability > threshold).astype(np.uint8)
+    if postprocess == "none" or not mask.any():
+        return mask
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if count > 2:
+        mask = (labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).astype(np.uint8)
+    if postprocess == "hull":
+        cv2.fillConvexPoly(mask, cv2.convexHull(cv2.findNonZero(mask)), 1)
+    return mask
 
 
 def latency_ms(onnx_bytes: bytes, threads: int, height: int = HEIGHT, width: int = WIDTH, repeats: int = 30, frame: np.ndarray | None = None) -> float:

@@ -4,7 +4,8 @@
 
 For each frame: the dataset's preprocessing (training.preprocess.prepare_frame: gamma + CLAHE, letterbox to the
 model input), ONNX Runtime, the pupil probability mapped back to the frame, the largest region's ellipse
-(training.preprocess.fit_ellipse). Writes pred/overlays/*.png (or pred/<video>_overlay.mp4 for a video) and
+(training.preprocess.fit_ellipse) of the predicted mask (--postprocess: by default the largest region's convex
+hull; training.inference.pupil_mask). Writes pred/overlays/*.png (or pred/<video>_overlay.mp4 for a video) and
 pred/predictions.csv + predictions.json with frame, cx, cy, rx, ry, angle (pixels/degrees, frame coordinates),
 confidence (mean pupil probability inside the predicted region; 0 when no pupil is found).
 """
@@ -22,7 +23,7 @@ import cv2
 import numpy as np
 
 from training import preprocess
-from training.inference import Predictor, load_predictor, predict_frame
+from training.inference import POSTPROCESS, Predictor, load_predictor, predict_frame, pupil_mask
 from training.visualize import PREDICTION_COLOR, outline
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -30,10 +31,10 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv"}
 FIELDS = ["source", "frame", "cx", "cy", "rx", "ry", "angle", "confidence"]
 
 
-def predict_ellipse(predictor: Predictor, frame: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
-    """One frame -> (ellipse record, binary mask on the frame's grid)."""
+def predict_ellipse(predictor: Predictor, frame: np.ndarray, postprocess: str = "hull") -> tuple[dict[str, float], np.ndarray]:
+    """One frame -> (ellipse record, binary mask on the frame's grid; training.inference.pupil_mask)."""
     probability = predict_frame(predictor, frame)
-    mask = (probability > 0.5).astype(np.uint8)
+    mask = pupil_mask(probability, postprocess)
     ellipse = preprocess.fit_ellipse(mask)
     if ellipse is None:
         return {"cx": np.nan, "cy": np.nan, "rx": np.nan, "ry": np.nan, "angle": np.nan, "confidence": 0.0}, mask
@@ -60,20 +61,20 @@ def expand_inputs(inputs: list[str]) -> Iterator[Path]:
             raise FileNotFoundError(f"{path}: no such image, folder or video")
 
 
-def predict_paths(model: str, inputs: list[str], output_dir: str | Path) -> list[dict]:
+def predict_paths(model: str, inputs: list[str], output_dir: str | Path, postprocess: str = "hull") -> list[dict]:
     predictor = load_predictor(model)
     output_dir = Path(output_dir)
     (output_dir / "overlays").mkdir(parents=True, exist_ok=True)
     records = []
     for path in expand_inputs(inputs):
         if path.suffix.lower() in VIDEO_SUFFIXES:
-            records += _predict_video(predictor, path, output_dir)
+            records += _predict_video(predictor, path, output_dir, postprocess)
             continue
         frame = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if frame is None:  # one bad file never stops the others: named here and left out
             print(f"warning: skipped {path}: not a readable image", file=sys.stderr, flush=True)
             continue
-        record, mask = predict_ellipse(predictor, frame)
+        record, mask = predict_ellipse(predictor, frame, postprocess)
         cv2.imwrite(str(output_dir / "overlays" / f"{path.stem}.png"), draw(frame, record, mask))
         records.append({"source": str(path), "frame": 0, **record})
     with open(output_dir / "predictions.csv", "w", newline="") as handle:
@@ -84,7 +85,7 @@ def predict_paths(model: str, inputs: list[str], output_dir: str | Path) -> list
     return records
 
 
-def _predict_video(predictor: Predictor, path: Path, output_dir: Path) -> list[dict]:
+def _predict_video(predictor: Predictor, path: Path, output_dir: Path, postprocess: str = "hull") -> list[dict]:
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise ValueError(f"{path}: not a readable video")
@@ -95,7 +96,7 @@ def _predict_video(predictor: Predictor, path: Path, output_dir: Path) -> list[d
             ok, frame = capture.read()
             if not ok:
                 break
-            record, mask = predict_ellipse(predictor, frame)
+            record, mask = predict_ellipse(predictor, frame, postprocess)
             canvas = draw(frame, record, mask)
             if writer is None:
                 writer = cv2.VideoWriter(str(output_dir / f"{path.stem}_overlay.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps, (canvas.shape[1], canvas.shape[0]))
@@ -114,9 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help=".onnx model, .pt checkpoint, or 'pretrained' (the shipped weights)")
     parser.add_argument("inputs", nargs="+", help="images, folders of images, or video files")
     parser.add_argument("--output-dir", default="predictions")
+    parser.add_argument("--postprocess", choices=POSTPROCESS, default="hull",
+                        help="predicted mask: the largest region's convex hull (default), the largest region, or every pixel above 0.5")
     args = parser.parse_args(argv)
     try:
-        records = predict_paths(args.model, args.inputs, args.output_dir)
+        records = predict_paths(args.model, args.inputs, args.output_dir, args.postprocess)
     except (FileNotFoundError, ValueError) as error:  # a missing input, a bad model (ModelLoadError) or an unreadable video
         print(f"error: {error}", file=sys.stderr)
         return 2
