@@ -115,11 +115,27 @@ def _moment_ellipse(region: np.ndarray, x0: int = 0, y0: int = 0) -> Ellipse:
     return Ellipse(float(cx), float(cy), 2.0 * float(np.sqrt(eigenvalues[1])), 2.0 * float(np.sqrt(eigenvalues[0])), angle)
 
 
+def pupil_box(pupil: np.ndarray, margin: int) -> tuple[slice, slice] | None:
+    """Rows and columns holding every pupil pixel of a boolean (H, W) mask, grown by `margin` and clipped to the
+    frame; None without a pupil. Outside it every pixel is background, so the label targets are a fill there."""
+    rows, cols = np.flatnonzero(pupil.any(axis=1)), np.flatnonzero(pupil.any(axis=0))
+    if rows.size == 0:
+        return None
+    height, width = pupil.shape
+    return (slice(max(0, rows[0] - margin), min(height, rows[-1] + 1 + margin)),
+            slice(max(0, cols[0] - margin), min(width, cols[-1] + 1 + margin)))
+
+
 def spatial_weights(mask: np.ndarray, boundary_weight: float = BOUNDARY_WEIGHT) -> np.ndarray:
-    """float32 (H, W): boundary_weight on the pupil boundary band (3x3 morphological gradient), 0 elsewhere."""
+    """float32 (H, W): boundary_weight on the pupil boundary band (3x3 morphological gradient), 0 elsewhere.
+    The band lies within one pixel of the pupil: it is computed on the pupil's bounding box grown by two."""
     binary = (np.asarray(mask) > 0).astype(np.uint8)
-    band = cv2.morphologyEx(binary, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
-    return band.astype(np.float32) * np.float32(boundary_weight)
+    weights = np.zeros(binary.shape, np.float32)
+    box = pupil_box(binary > 0, 2)
+    if box is not None:
+        band = cv2.morphologyEx(binary[box], cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+        np.multiply(band, np.float32(boundary_weight), out=weights[box], dtype=np.float32)
+    return weights
 
 
 def signed_distance(region: np.ndarray) -> np.ndarray:
@@ -135,18 +151,21 @@ def distance_maps(mask: np.ndarray) -> np.ndarray:
     """float32 (2, H, W): signed distance maps of the background (channel 0) and pupil (channel 1) classes.
 
     Two exact distance transforms serve both classes: the distance from a pupil pixel to the background is
-    the pupil's inside distance and the background's outside distance, and vice versa.
+    the pupil's inside distance and the background's outside distance, and vice versa. The inside one runs on the
+    pupil's bounding box grown by one: its ring is background, and any background pixel beyond the ring is
+    farther from a pupil pixel than a ring pixel on the way, so the values are those of the whole frame.
     """
     pupil = np.asarray(mask) > 0
     height, width = pupil.shape
     maps = np.zeros((2, height, width), np.float32)
     if pupil.any() and not pupil.all():
         inside = pupil.astype(np.uint8)
-        to_background = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)  # at pupil pixels (0 outside)
         to_pupil = cv2.distanceTransform(1 - inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)  # at background pixels (0 inside)
+        box = pupil_box(pupil, 1)
+        to_background = cv2.distanceTransform(inside[box], cv2.DIST_L2, cv2.DIST_MASK_PRECISE)  # at pupil pixels (0 outside)
         # channel 1: 1 - to_background inside, to_pupil outside; channel 0 = 1 - channel 1 (the two are never both > 0)
-        np.subtract(to_pupil, to_background, out=maps[1])
-        maps[1] += inside
+        np.add(to_pupil, inside, out=maps[1])
+        maps[1][box] -= to_background
         np.subtract(1.0, maps[1], out=maps[0])
         maps *= np.float32(1.0 / np.hypot(height - 1, width - 1))
     return maps
