@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in RECIPE.items():
         parser.add_argument("--" + key.replace("_", "-"), type=type(value), default=value)
     args = parser.parse_args(argv)
-    start = time.perf_counter()
+    start, commit = time.perf_counter(), git_commit()  # the code this call runs, not the checkout at its end
     out = args.output_dir.resolve()
     dataset = out / "raw" / "dataset"
     if not any(dataset.glob("*/*.parquet")):  # a resumed run reuses the data
@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         "recipe": {**{k: getattr(args, k) for k in RECIPE}, "train_config": {k: v for k, v in cfg.to_dict().items() if k not in ("dataset", "output_dir", "resume")}},
         "best_epoch": result.best_epoch + 1, "epochs_run": result.epochs_run,
         "train_minutes": round(sum(row["epoch_seconds"] for row in result.history) / 60, 1),  # all epochs, resumed ones too
-        "minutes_this_call": round((time.perf_counter() - start) / 60, 1), "git_commit": git_commit(),
-        "metrics": metrics,
+        "minutes_this_call": round((time.perf_counter() - start) / 60, 1), "git_commit": commit,
+        "metrics": metrics, "postprocess": "hull",  # the mask training.evaluate scores by default
     }
     atomic_write_bytes(args.weights_dir / "pretrained.json", (json.dumps(card, indent=2) + "\n").encode())
     print(json.dumps(metrics, indent=2))
