@@ -182,13 +182,15 @@ def write_shard(task: tuple[str, list[tuple[str, str]], str, str, bool], writer:
 
 
 # Parquet encoding: the array columns are written without dictionaries or statistics (both are useless on pixel
-# data and took half the write time), the float maps byte-stream-split (a fifth smaller after zstd). Lossless.
+# data and took half the write time) and byte-stream-split: the float maps a fifth smaller after zstd; uint8 pixels
+# are stored as parquet INT32, so split their three zero bytes from the value byte (image 261 -> 185 KiB, written 2x
+# and read 1.4x faster; needs pyarrow >= 16 to read). Lossless.
 PARQUET_OPTIONS = {
     "row_group_size": 1,  # random access: one row group per sample
     "compression": "zstd",
     "use_dictionary": ["filename", "subject"],
     "write_statistics": [*SCALAR_COLUMNS, "filename", "subject", "preprocessed"],
-    "use_byte_stream_split": [name + ".list.element" * len(shape) for name, (shape, dtype) in ARRAY_COLUMNS.items() if dtype == np.float32],
+    "use_byte_stream_split": [name + ".list.element" * len(shape) for name, (shape, dtype) in ARRAY_COLUMNS.items()],
     "write_batch_size": 1 << 16,
 }
 

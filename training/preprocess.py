@@ -151,21 +151,20 @@ def distance_maps(mask: np.ndarray) -> np.ndarray:
     """float32 (2, H, W): signed distance maps of the background (channel 0) and pupil (channel 1) classes.
 
     Two exact distance transforms serve both classes: the distance from a pupil pixel to the background is
-    the pupil's inside distance and the background's outside distance, and vice versa. The inside one runs on the
-    pupil's bounding box grown by one: its ring is background, and any background pixel beyond the ring is
-    farther from a pupil pixel than a ring pixel on the way, so the values are those of the whole frame.
+    the pupil's inside distance and the background's outside distance, and vice versa. Both run on the whole
+    frame: on a smaller image (the pupil's box) cv2's float results depend on its threading (a forked precompute
+    worker and the main process then disagree in the last bits).
     """
     pupil = np.asarray(mask) > 0
     height, width = pupil.shape
     maps = np.zeros((2, height, width), np.float32)
     if pupil.any() and not pupil.all():
         inside = pupil.astype(np.uint8)
+        to_background = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)  # at pupil pixels (0 outside)
         to_pupil = cv2.distanceTransform(1 - inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)  # at background pixels (0 inside)
-        box = pupil_box(pupil, 1)
-        to_background = cv2.distanceTransform(inside[box], cv2.DIST_L2, cv2.DIST_MASK_PRECISE)  # at pupil pixels (0 outside)
         # channel 1: 1 - to_background inside, to_pupil outside; channel 0 = 1 - channel 1 (the two are never both > 0)
-        np.add(to_pupil, inside, out=maps[1])
-        maps[1][box] -= to_background
+        np.subtract(to_pupil, to_background, out=maps[1])
+        maps[1] += inside
         np.subtract(1.0, maps[1], out=maps[0])
         maps *= np.float32(1.0 / np.hypot(height - 1, width - 1))
     return maps
