@@ -34,7 +34,7 @@ import numpy as np
 
 from training import preprocess
 from training.data import BadInput, iter_frames
-from training.inference import POSTPROCESS, ModelLoadError, Predictor, latency_ms, load_predictor, predict_frame, pupil_mask
+from training.inference import ModelLoadError, Predictor, add_postprocess_option, latency_ms, load_predictor, predict_frame, pupil_mask
 from training.metrics import SegmentationMeter, binary_iou, center_error, center_statistics, scores_from_confusion
 from training.visualize import LABEL_COLOR, PREDICTION_COLOR, outline
 
@@ -179,7 +179,7 @@ def _markdown(report: dict[str, Any]) -> str:
         lines += ["", f"{report['bad_inputs']} bad input(s) left out:"] + [f"- {message}" for message in report["bad_input_messages"]]
     if report.get("frames_below_min_pupil_px"):
         lines += ["", f"{report['frames_below_min_pupil_px']} frame(s) with fewer than {report['min_pupil_px']} pupil pixels left out."]
-    lines += ["", f"Predicted mask: {POSTPROCESS_TEXT[report.get('postprocess', 'none')]}.",
+    lines += ["", f"Predicted mask: {POSTPROCESS_TEXT[report['postprocess']]}.",
               "Centre errors use the centre of an ellipse fitted to the largest predicted region; a frame with no",
               "predicted pupil counts as a miss (infinite error). Detection rate: share of frames within 5 px.",
               "", "![confusion matrix](confusion_matrix.png)", ""]
@@ -225,8 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--min-pupil-px", type=int, default=0, help="leave out frames whose label has fewer pupil pixels (default: keep all)")
     parser.add_argument("--strict", action="store_true", help="a bad image or mask is fatal (default: named, counted and left out)")
-    parser.add_argument("--postprocess", choices=POSTPROCESS, default="hull",
-                        help="predicted mask: the largest region's convex hull (default), the largest region, or every pixel above 0.5")
+    add_postprocess_option(parser)
     parser.add_argument("--no-timing", dest="timing", action="store_false", help="skip the ONNX Runtime latency measurement")
     parser.add_argument("--mlflow-run-id", help="log the report into this existing MLflow run")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI)")

@@ -121,6 +121,12 @@ def pupil_mask(probability: np.ndarray, postprocess: str = "hull", threshold: fl
     return mask
 
 
+def add_postprocess_option(parser) -> None:
+    """The `--postprocess` flag of evaluate and predict (an argparse parser), feeding pupil_mask."""
+    parser.add_argument("--postprocess", choices=POSTPROCESS, default="hull",
+                        help="predicted mask: the largest region's convex hull (default), the largest region, or every pixel above 0.5")
+
+
 def latency_ms(onnx_bytes: bytes, threads: int, height: int = HEIGHT, width: int = WIDTH, repeats: int = 30, frame: np.ndarray | None = None) -> float:
     """Median ONNX Runtime latency. Pass a real frame (1, 1, H, W): a trained model's speed depends on its input
     (uniform noise made the trained base model 2x slower than real frames: 13.3 vs 6.3 ms)."""

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from training import preprocess
-from training.inference import POSTPROCESS, Predictor, load_predictor, predict_frame, pupil_mask
+from training.inference import Predictor, add_postprocess_option, load_predictor, predict_frame, pupil_mask
 from training.visualize import PREDICTION_COLOR, outline
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -115,8 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help=".onnx model, .pt checkpoint, or 'pretrained' (the shipped weights)")
     parser.add_argument("inputs", nargs="+", help="images, folders of images, or video files")
     parser.add_argument("--output-dir", default="predictions")
-    parser.add_argument("--postprocess", choices=POSTPROCESS, default="hull",
-                        help="predicted mask: the largest region's convex hull (default), the largest region, or every pixel above 0.5")
+    add_postprocess_option(parser)
     args = parser.parse_args(argv)
     try:
         records = predict_paths(args.model, args.inputs, args.output_dir, args.postprocess)

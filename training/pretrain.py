@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         "best_epoch": result.best_epoch + 1, "epochs_run": result.epochs_run,
         "train_minutes": round(sum(row["epoch_seconds"] for row in result.history) / 60, 1),  # all epochs, resumed ones too
         "minutes_this_call": round((time.perf_counter() - start) / 60, 1), "git_commit": commit,
-        "metrics": metrics, "postprocess": "hull",  # the mask training.evaluate scores by default
+        "metrics": metrics, "postprocess": test["postprocess"],  # the mask the metrics score
     }
     atomic_write_bytes(args.weights_dir / "pretrained.json", (json.dumps(card, indent=2) + "\n").encode())
     print(json.dumps(metrics, indent=2))
