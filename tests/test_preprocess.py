@@ -89,19 +89,66 @@ def test_signed_distance_maps_by_hand():
     assert not preprocess.distance_maps(np.zeros((5, 5), np.uint8)).any()  # empty: all zero
 
 
+def _generator_masks():
+    from training.synthetic import render_frame
+
+    masks = [(render_frame(3, i, i // 2)[1] == 3).astype(np.uint8) for i in range(24)]
+    masks[0][:, :6] = 1  # pupil regions that touch the frame's edges
+    masks[1][150:170, 630:] = 1
+    masks[2][390:, 300:320] = 1
+    return [m for m in masks if m.any()]
+
+
+def _maps_with_threads(masks, threads):
+    cv2.setNumThreads(threads)
+    return [preprocess.distance_maps(m) for m in masks]
+
+
 def test_weights_inside_the_pupil_box_equal_the_whole_frame_gradient():
     """Scenario: Spatial weights on the boundary"""
-    from training.synthetic import render_frame
 
     def whole_frame(mask):  # the gradient on the whole frame, as precompute ran it before the box
         inside = (mask > 0).astype(np.uint8)
         return cv2.morphologyEx(inside, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).astype(np.float32) * np.float32(preprocess.BOUNDARY_WEIGHT)
 
-    masks = [(render_frame(3, i, i // 2)[1] == 3).astype(np.uint8) for i in range(24)]
-    masks[0][:, :6] = 1  # a pupil region that touches the frame's edges
-    masks[1][150:170, 630:] = 1
-    for mask in (m for m in masks if m.any()):
+    for mask in _generator_masks():
         assert np.array_equal(preprocess.spatial_weights(mask), whole_frame(mask))
+
+
+def test_distance_maps_on_the_pupil_box_equal_the_whole_frame_in_any_process():
+    """Scenario: Signed distance maps"""
+    import multiprocessing
+
+    def whole_frame(mask):  # both transforms on the whole frame
+        inside = (mask > 0).astype(np.uint8)
+        signed = preprocess.exact_distance(1 - inside) - preprocess.exact_distance(inside) + inside
+        diagonal = np.float32(1.0 / np.hypot(mask.shape[0] - 1, mask.shape[1] - 1))
+        return np.stack([np.float32(1.0) - signed, signed]) * diagonal
+
+    masks = _generator_masks()
+    threads = cv2.getNumThreads()
+    try:
+        here = _maps_with_threads(masks, threads)
+        single = _maps_with_threads(masks, 1)
+    finally:
+        cv2.setNumThreads(threads)
+    with multiprocessing.get_context("fork").Pool(1) as pool:  # as a precompute worker computes them
+        forked = pool.apply(_maps_with_threads, (masks, threads))
+    for mask, maps, one, other in zip(masks, here, single, forked):
+        assert np.array_equal(maps, whole_frame(mask))
+        assert np.array_equal(maps, one) and np.array_equal(maps, other)
+
+
+def test_stored_distance_maps_keep_16_significant_bits():
+    """Scenario: Signed distance maps"""
+    for mask in _generator_masks()[:6]:
+        exact = preprocess.distance_maps(mask)
+        stored = preprocess.label_targets(mask)["dist_map"]
+        assert not (stored.view(np.uint32) & 0xFF).any()  # the dropped bits are zero
+        assert np.all(np.abs(stored - exact) <= np.abs(exact) * 2.0**-preprocess.DIST_MAP_BITS)
+        assert np.array_equal(np.sign(stored), np.sign(exact))
+    values = np.array([1.0 + 2**-17, 1.0 + 2**-16, -(1.0 + 2**-16), 3.0], np.float32)  # a step of 2^-15 at 1.0
+    assert preprocess.round_significand(values, 16).tolist() == [1.0, 1.0 + 2**-15, -(1.0 + 2**-15), 3.0]
 
 
 def test_preprocess_sample_produces_every_dataset_column():

@@ -259,36 +259,40 @@ def _affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
 def _warp(image: torch.Tensor, label: torch.Tensor, params: list[SampleParams], rows: list[int], out_shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """One grid per warped sample (`affine_grid` + `grid_sample`); rows not warped are kept (only without a crop).
     Zoom-outs below x0.5 sample a 2x2-averaged copy of the frame (a mip level: the anti-aliasing of cv2's
-    INTER_AREA at a quarter of the cost); normalized grid coordinates are the same at both resolutions."""
+    INTER_AREA at a quarter of the cost); normalized grid coordinates are the same at both resolutions. Samples are
+    warped in groups of one padding mode and mip level, each group's frames and grids gathered or built once."""
     in_shape = tuple(image.shape[-2:])
     out_h, out_w = out_shape
     device = image.device
     forward = np.stack([np.vstack([p.matrix, [0.0, 0.0, 1.0]]) for p in params])
     theta = torch.from_numpy(_normalized_theta(forward, in_shape, out_shape)).to(device=device, dtype=torch.float32)
-    grid = _affine_grid(theta, out_h, out_w)
-    rows_t = torch.tensor(rows, device=device)
     same = (out_h, out_w) == in_shape
-    all_rows = len(rows) == image.shape[0]
-    # without a crop the warped rows are written back into `image` (the caller's own copy; sources are gathered first)
+    # without a crop the warped rows are written back into `image` (the caller's own copy) after every group is read
     new_image = image if same else image.new_empty((image.shape[0], out_h, out_w))
-    new_label = label.clone() if same and not all_rows else label.new_empty((label.shape[0], out_h, out_w))
-    source = image[:, None] if all_rows else image[rows_t][:, None]
+    new_label = label.clone() if same and len(rows) != label.shape[0] else label.new_empty((label.shape[0], out_h, out_w))
     sampled_rows = []
     for mode in PAD_MODES:
         for half in (False, True):
             chosen = [k for k, p in enumerate(params) if p.pad_mode == mode and (p.scale < 0.5) == half]
             if not chosen:
                 continue
-            frames = F.avg_pool2d(source[chosen], 2, ceil_mode=True) if half else source[chosen]
+            target = torch.tensor([rows[k] for k in chosen], device=device)
+            every = len(chosen) == image.shape[0]  # the whole batch in one group: no gather
+            grid = _affine_grid(theta if every else theta[chosen], out_h, out_w)
+            frames = (image if every else image.index_select(0, target))[:, None]
+            if half:
+                frames = F.avg_pool2d(frames, 2, ceil_mode=True)
             if mode == "zeros":  # a constant gray pad: sample (frame - gray) with zero padding, add the gray back
                 values = torch.tensor([params[k].pad_value for k in chosen], device=device).view(-1, 1, 1, 1)
-                sampled = F.grid_sample(frames - values, grid[chosen], mode="bilinear", padding_mode=mode, align_corners=False).add_(values)
+                sampled = F.grid_sample(frames - values, grid, mode="bilinear", padding_mode=mode, align_corners=False).add_(values)
             else:
-                sampled = F.grid_sample(frames, grid[chosen], mode="bilinear", padding_mode=mode, align_corners=False)
-            sampled_rows.append((rows_t[chosen], sampled[:, 0].round_().clamp_(0, 255)))
+                sampled = F.grid_sample(frames, grid, mode="bilinear", padding_mode=mode, align_corners=False)
+            sampled_rows.append((target, sampled[:, 0].round_().clamp_(0, 255)))
+            labels = (label if every else label.index_select(0, target))[:, None].float()
+            warped = F.grid_sample(labels, grid, mode="nearest", padding_mode="zeros", align_corners=False)[:, 0].to(label.dtype)
+            new_label.index_copy_(0, target, warped)
     for target, sampled in sampled_rows:  # after every read of `image`
-        new_image[target] = sampled
-    new_label[rows_t] = F.grid_sample(label[rows_t][:, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)[:, 0].to(label.dtype)
+        new_image.index_copy_(0, target, sampled)
     return new_image, new_label
 
 

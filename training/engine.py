@@ -283,7 +283,7 @@ class Data:
 def build_data(cfg: TrainConfig, runtime: Runtime) -> Data:
     """Loaders that decode only; augmentation and targets run per batch on the device (to_device)."""
     train_set = TrainingDataset(open_split(cfg.dataset, "train", columns=IMAGE_AND_LABEL), limit=cfg.limit)  # targets: on the device
-    valid_set = TrainingDataset(open_split(cfg.dataset, "validation"), limit=cfg.limit)  # the stored (exact) targets
+    valid_set = TrainingDataset(open_split(cfg.dataset, "validation"), limit=cfg.limit)  # the stored targets
     if len(train_set) == 0 or len(valid_set) == 0:
         raise ValueError(f"{cfg.dataset}: empty train ({len(train_set)}) or validation ({len(valid_set)}) split")
     sampler = DistributedSampler(train_set, runtime.world_size, runtime.rank, shuffle=True, seed=cfg.seed, drop_last=runtime.distributed)
