@@ -2,11 +2,14 @@
 
     python benchmarks/input_pipeline.py [--images 640] [--batch-size 32] [--workers N] [--device auto|cpu|cuda]
 
-Prints samples/s for: decoding alone (DataLoader workers: uint8 image + label from the parquet shards), the
-device work alone (augmentation + label targets on an already decoded batch), the full pipeline (decode in the
-workers + augmentation and targets on the device, as the engine runs it), and the base model's training step
+Prints samples/s for: decoding alone (DataLoader workers: uint8 image + label from the parquet shards, and from the
+same rows decoded once into memory maps, `--decode-cache`), the device work alone (augmentation + label targets on an
+already decoded batch), the full pipeline both ways (workers + augmentation and targets on the device, as the engine
+runs it), and the base model's training step
 (train_speed.images_per_second: forward, loss, backward, AdamW, meter update) at the same batch size; on CUDA also
-with AMP + channels_last. The last line is `pipeline/step=<ratio>`: how many times faster the input pipeline feeds than the step consumes (target >= 10).
+with AMP + channels_last. On the CPU the process reuses freed memory, as train() does there. The last line is
+`pipeline/step=<ratio>`: how many times faster the input pipeline with --decode-cache (the faster of --workers loader
+workers and none) feeds than the step consumes (target >= 10); the line above it gives the ratio without the cache.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from train_speed import images_per_second  # sibling script: benchmarks/ is sys.
 
 from training import precompute
 from training.augment import AugmentConfig, BatchAugmenter
-from training.data import IMAGE_AND_LABEL, TrainingDataset, open_split
-from training.engine import resolve_device, to_device
+from training.data import IMAGE_AND_LABEL, DecodedSplit, TrainingDataset, open_split
+from training.engine import resolve_device, reuse_freed_host_memory, to_device
 from training.models import build_model
 from training.synthetic import generate
 
@@ -33,9 +36,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _loader(dataset_dir: Path, batch_size: int, workers: int) -> torch.utils.data.DataLoader:
-    dataset = TrainingDataset(open_split(str(dataset_dir), "train", columns=IMAGE_AND_LABEL))
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True,
+def _loader(dataset_dir: Path, batch_size: int, workers: int, decoded: Path | None = None) -> torch.utils.data.DataLoader:
+    """The engine's training loader: parquet rows, or (decoded) the same rows decoded once into memory maps there."""
+    source = open_split(str(dataset_dir), "train", columns=IMAGE_AND_LABEL)
+    if decoded is not None:
+        source = DecodedSplit(source, decoded, "train")
+    return torch.utils.data.DataLoader(TrainingDataset(source), batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True,
                                        persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(), generator=torch.Generator().manual_seed(0))
 
 
@@ -86,6 +92,8 @@ def main() -> None:
     parser.add_argument("--crop", default="", help="HxW: augment to crops, as `--crop` in training (default: whole frames)")
     args = parser.parse_args()
     device = resolve_device(args.device)
+    if device.type == "cpu":
+        reuse_freed_host_memory()  # as train() does on the CPU, before the loader workers start
     crop = tuple(int(side) for side in args.crop.lower().split("x")) if args.crop else None
     augmenter = BatchAugmenter(AugmentConfig(crop=crop), seed=0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,18 +104,30 @@ def main() -> None:
         decode = pipeline_rate(loader, args.batches)
         work = device_rate(loader, device, augmenter, args.batches)
         full = pipeline_rate(loader, args.batches, device, augmenter)
+        del loader  # its workers stop
+        cached_loader = _loader(raw / "dataset", args.batch_size, args.workers, decoded=raw / "decoded")
+        cached_decode = pipeline_rate(cached_loader, args.batches)
+        cached_full = pipeline_rate(cached_loader, args.batches, device, augmenter)
+        del cached_loader
+        # decoded rows cost ~0.2 ms: on a CPU with few cores the worker processes then only compete with the device
+        # work, and train()'s default (num_workers 0: rows read in the training process) feeds faster
+        in_process = pipeline_rate(_loader(raw / "dataset", args.batch_size, 0, decoded=raw / "decoded"), args.batches, device, augmenter)
     shape = crop or (400, 640)
     print(f"device {device}, batch {args.batch_size}, {args.workers} loader workers, torch threads {torch.get_num_threads()}, input {shape[0]}x{shape[1]}")
-    print(f"decode only (workers)                 : {decode:8.1f} samples/s")
+    print(f"decode only (workers, parquet rows)   : {decode:8.1f} samples/s")
+    print(f"decode only (workers, --decode-cache) : {cached_decode:8.1f} samples/s")
     print(f"augmentation + targets only (device)  : {work:8.1f} samples/s")
-    print(f"full pipeline (decode + device work)  : {full:8.1f} samples/s")
+    print(f"full pipeline, parquet rows           : {full:8.1f} samples/s")
+    print(f"full pipeline, --decode-cache         : {cached_full:8.1f} samples/s")
+    print(f"full pipeline, --decode-cache, 0 workers: {in_process:6.1f} samples/s")
     step = images_per_second(build_model("base"), args.batch_size, args.steps, device, shape=shape)
     print(f"training step, base                   : {step:8.1f} images/s")
     if device.type == "cuda":
         for variant in ("tiny", "base"):
             fast = images_per_second(build_model(variant), args.batch_size, args.steps * 10, device, amp=True, channels_last=True, shape=shape)
             print(f"training step, {variant}, AMP + channels_last: {fast:8.1f} images/s")
-    print(f"pipeline/step={full / step:.2f}")
+    print(f"pipeline/step without the cache: {full / step:.2f}")
+    print(f"pipeline/step={max(cached_full, in_process) / step:.2f}")
 
 
 if __name__ == "__main__":

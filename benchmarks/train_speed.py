@@ -14,6 +14,7 @@ import time
 import torch
 from latency import PlainConvBaseline  # sibling script: benchmarks/ is sys.path[0] when run as a script
 
+from training.engine import reuse_freed_host_memory
 from training.models import VARIANTS, build_model
 from training.tasks import SEGMENTATION
 
@@ -64,6 +65,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
+    reuse_freed_host_memory()  # as train() does on the CPU
     baseline = images_per_second(PlainConvBaseline(), args.batch_size, args.steps)
     print(f"{'model':22s} {'train img/s':>12s} {'x baseline':>10s}   (batch {args.batch_size}, 400x640, {torch.get_num_threads()} threads)")
     print(f"{'plain-conv-baseline':22s} {baseline:12.1f} {1.0:10.2f}")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from training import preprocess
-from training.data import IMAGE_AND_LABEL, RawSplit, TrainingDataset, open_split, resolve_source
+from training.data import IMAGE_AND_LABEL, DecodedSplit, RawSplit, TrainingDataset, open_split, resolve_source
 
 
 def test_every_source_kind_gives_the_same_sample(precomputed):
@@ -75,3 +75,35 @@ def test_scoring_and_training_list_the_same_raw_frames_but_for_empty_pupils(raw_
     scored = {frame.name: frame for frame in iter_frames(tmp_path, "train")}
     assert training < set(scored)
     assert all(not scored[name].mask.any() for name in set(scored) - training)  # only the closed-eye frames differ
+
+
+class _Failing(torch.utils.data.Dataset):
+    def __init__(self, source, fail_at):
+        self.source, self.fail_at = source, fail_at
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, index):
+        if index >= self.fail_at:
+            raise RuntimeError("source read failed")
+        return self.source[index]
+
+
+def test_decoded_cache_holds_the_sources_rows_and_is_reused(precomputed, tmp_path):
+    """Scenario: Decoded training rows"""
+    source = open_split(str(precomputed), "train", columns=IMAGE_AND_LABEL)
+    with pytest.raises(RuntimeError, match="source read failed"):  # an interrupted build leaves nothing behind
+        DecodedSplit(_Failing(source, 3), tmp_path, "key")
+    assert list(tmp_path.iterdir()) == []
+    cached = DecodedSplit(source, tmp_path, "key")
+    assert len(cached) == len(source) and [p.name for p in tmp_path.iterdir()] == [f"key-{len(source)}"]
+    loader = torch.utils.data.DataLoader(TrainingDataset(cached), batch_size=4, num_workers=2)  # workers map it themselves
+    for batch, start in zip(loader, range(0, len(source), 4)):
+        for offset in range(len(batch["index"])):
+            expected = TrainingDataset(source)[start + offset]
+            for name, tensor in expected.items():
+                assert torch.equal(batch[name][offset], tensor) or (tensor.isnan().all() and batch[name][offset].isnan().all()), name
+    again = DecodedSplit(_Failing(source, 0), tmp_path, "key")  # reused: the source is not read again
+    assert torch.equal(TrainingDataset(again)[5]["image"], TrainingDataset(source)[5]["image"])
+    assert len(DecodedSplit(source, tmp_path, "key", length=3)) == 3 and (tmp_path / "key-3").is_dir()

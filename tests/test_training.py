@@ -103,6 +103,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(precomputed, tmp_path):
     assert reference.wait(timeout=600) == 0, reference.stdout.read()
 
     run_dir = tmp_path / "killed"
+    common += ["--decode-cache", str(tmp_path / "decoded")]  # the killed run reads decoded rows: the same samples
     victim = _run_training([*common, "--run-name", "killed"])
     metrics = run_dir / "metrics.jsonl"
     deadline = time.time() + 300
@@ -447,3 +448,31 @@ def test_input_work_runs_per_batch_on_the_training_device(precomputed, tmp_path,
     assert np.isfinite(result.history[-1]["train_loss"])
     with pytest.raises(ValueError, match="crop trains the segmentation task only"):
         train(_cfg(precomputed / "dataset", tmp_path / "e", task="ellipse", crop="192x320"))
+
+
+MALLINFO_SCRIPT = """
+import ctypes, numpy as np
+from training.engine import reuse_freed_host_memory
+
+class Info(ctypes.Structure):  # struct mallinfo2
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Info
+
+def mapped_by(block_bytes):
+    before = libc.mallinfo2().hblkhd
+    block = np.ones(block_bytes, np.uint8)
+    return libc.mallinfo2().hblkhd - before
+
+size = 64 << 20
+print(mapped_by(size) >= size, reuse_freed_host_memory(), mapped_by(size))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's malloc")
+def test_cpu_training_reuses_freed_memory():
+    """Scenario: CPU training reuses freed memory"""
+    out = subprocess.run([sys.executable, "-c", MALLINFO_SCRIPT], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True", "0"]  # mmapped before; set; no mmapped block after

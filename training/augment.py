@@ -225,8 +225,8 @@ def apply(batch: dict[str, torch.Tensor], params: list[SampleParams], out_shape:
         if p.noise is not None:
             generator = torch.Generator(device=device)
             generator.manual_seed(p.noise[1])
-            noise = torch.randn(image.shape[-2:], generator=generator, device=device) * p.noise[0]
-            image[i] = (image[i] + noise).clamp(0, 255).round()
+            noise = torch.randn(image.shape[-2:], generator=generator, device=device).mul_(p.noise[0])
+            image[i].add_(noise).clamp_(0, 255).round_()
     compressed = [i for i, p in enumerate(params) if p.jpeg_quality > 0]
     if compressed:
         image[compressed] = jpeg_like(image[compressed], [params[i].jpeg_quality for i in compressed])
@@ -304,7 +304,7 @@ def _warp_ellipses(ellipse: torch.Tensor, angle: torch.Tensor, params: list[Samp
     out_h, out_w = out_shape
     values = ellipse.detach().double().cpu().numpy().copy()
     angles = angle.detach().double().cpu().numpy().copy()
-    empty = ~(label > 0).flatten(1).any(dim=1).cpu().numpy()
+    empty = (label.flatten(1).amax(dim=1) == 0).cpu().numpy()
     for i, p in enumerate(params):
         cx, cy, rx, ry = values[i] * [width, height, width, height]
         a = angles[i]

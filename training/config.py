@@ -25,6 +25,7 @@ class TrainConfig:
     augment: bool = True  # synchronized flip/affine/photometric augmentation on the training split
     crop: str = ""  # "HxW": train on random crops (mostly around the pupil) at full pixel scale; validation stays whole ("": whole frames)
     num_workers: int = 0  # DataLoader worker processes
+    decode_cache: str = ""  # folder for the training split decoded once into uint8 memory maps (512 KiB a row): workers copy rows instead of decoding parquet ("": off)
     # model
     model_variant: str = "tiny"  # a key of training.models.VARIANTS (or ELLIPSE_VARIANTS for task=ellipse)
     pretrained: bool = False  # start from the shipped synthetic-trained weights (training/weights/) to fine-tune

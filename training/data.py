@@ -17,6 +17,9 @@ from __future__ import annotations
 import bisect
 import logging
 import os
+import shutil
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -273,6 +276,8 @@ def describe_split(spec: str, split: str, dataset: Dataset) -> dict[str, Any]:
 
     kind, location = resolve_source(spec)
     digest = hashlib.sha1(f"{kind}:{split}".encode())
+    rows = len(dataset)
+    dataset = dataset.source if isinstance(dataset, DecodedSplit) else dataset
     if isinstance(dataset, ParquetSplit):  # shard names carry a hash of their inputs
         for path in dataset.files:
             digest.update(f"{path.name}:{path.stat().st_size}".encode())
@@ -285,7 +290,7 @@ def describe_split(spec: str, split: str, dataset: Dataset) -> dict[str, Any]:
     if name == "dataset":  # <output-dir>/dataset: the output folder names it
         name = Path(str(location)).parent.name
     return {"name": f"{name}/{split}", "digest": digest.hexdigest()[:12], "source": f"{location}/{split}" if kind != "hub" else f"hf://datasets/{location}/{split}",
-            "source_type": {"parquet": "local", "raw": "local", "hub": "huggingface"}[kind], "rows": len(dataset)}
+            "source_type": {"parquet": "local", "raw": "local", "hub": "huggingface"}[kind], "rows": rows}
 
 
 def open_split(spec: str, split: str, columns: list[str] | None = None) -> Dataset:
@@ -296,6 +301,66 @@ def open_split(spec: str, split: str, columns: list[str] | None = None) -> Datas
     if kind == "raw":
         return RawSplit(Path(location), split, columns)
     return HubSplit(str(location), split)
+
+
+class DecodedSplit(Dataset):
+    """A split decoded once into uint8 memory maps: image and label (N, H, W) plus the ellipse columns, under
+    `folder/<key>` (key: the source's identity and row count). Loader workers then copy rows out of the page cache
+    instead of decoding parquet (~3 ms a row, nearly all of it rebuilding the nested lists' levels), so a few CPU
+    workers keep up with a GPU. Rows are exactly the source's (training reads image, label and ellipse only).
+
+    Built on first use (one pass over the source, written to a temporary folder and renamed: an interrupted build
+    leaves nothing half-written; two processes building at once both end with the same complete copy); reused
+    afterwards while the key is the same. 512 KiB of disk (and page cache) per 400x640 row."""
+
+    FIELDS = {"image": np.uint8, "label": np.uint8, "ellipse": np.float32, "angle": np.float32}
+
+    def __init__(self, source: Dataset, folder: Path, key: str, length: int | None = None) -> None:
+        self.source = source  # what it was decoded from (describe_split names that)
+        self.length = len(source) if length is None else min(length, len(source))
+        self.path = Path(folder) / f"{key}-{self.length}"
+        if not self.path.is_dir():
+            self._build(source)
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def _build(self, source: Dataset) -> None:
+        start = time.perf_counter()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}."))
+        try:
+            arrays = {}
+            for index in range(self.length):
+                sample = source[index]
+                values = {"image": sample["image"], "label": sample["label"], "angle": sample.get("angle", np.nan),
+                          "ellipse": [sample[name] for name in ("cx", "cy", "rx", "ry")]}
+                for name, dtype in self.FIELDS.items():
+                    value = np.asarray(values[name], dtype)
+                    if name not in arrays:
+                        arrays[name] = np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=dtype, shape=(self.length, *value.shape))
+                    arrays[name][index] = value
+            for array in arrays.values():
+                array.flush()
+            del arrays
+            os.replace(tmp, self.path)
+        except OSError:
+            if not self.path.is_dir():  # another process finished first: its copy is the same
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        log.info("decoded %d rows into %s in %.1f s", self.length, self.path, time.perf_counter() - start)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not self._arrays:  # mapped lazily, so each DataLoader worker maps its own
+            self._arrays = {name: np.load(self.path / f"{name}.npy", mmap_mode="r") for name in self.FIELDS}
+        ellipse = self._arrays["ellipse"][index]
+        return {"image": np.array(self._arrays["image"][index]), "label": np.array(self._arrays["label"][index]),
+                **dict(zip(("cx", "cy", "rx", "ry"), ellipse.tolist())), "angle": float(self._arrays["angle"][index]), "preprocessed": True}
+
+    def __getstate__(self):  # memory maps do not cross process boundaries
+        return {**self.__dict__, "_arrays": {}}
 
 
 class TrainingDataset(Dataset):

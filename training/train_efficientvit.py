@@ -137,7 +137,7 @@ def train_remote(config: dict, gpus: int = 1) -> dict:
 
 
 # ------------------------------------------------------------------------------------ entrypoint
-ENTRYPOINT_DEFAULTS = TrainConfig(num_workers=6, batch_size=16, epochs=50)
+ENTRYPOINT_DEFAULTS = TrainConfig(num_workers=6, batch_size=16, epochs=50, decode_cache="/tmp/visionassist-decoded")  # the cache on the container's own disk
 
 
 def config_from_options(options: dict) -> TrainConfig:
