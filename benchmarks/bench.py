@@ -23,6 +23,7 @@ from precompute_speed import precompute_rate
 from train_speed import images_per_second
 
 from training.augment import BatchAugmenter
+from training.engine import reuse_freed_host_memory
 from training.export import export_bytes, export_onnx, strip_debug_metadata
 from training.models import VARIANTS, build_model, count_parameters
 from training.quantize import quantize
@@ -36,6 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     torch.manual_seed(0)
+    reuse_freed_host_memory()  # as train() does on the CPU
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         generate(tmp / "raw", args.images, seed=0)
