@@ -211,6 +211,18 @@ def test_bench_prints_one_table_with_baselines():
     assert "precompute:" in out and "loader:" in out and out.count("x)") >= 12
 
 
+@pytest.mark.slow
+def test_input_pipeline_benchmark_ends_with_the_ratio():
+    """Scenario: Input pipeline against the step"""
+    result = run_python(["benchmarks/input_pipeline.py", "--images", "48", "--batch-size", "4", "--batches", "2", "--steps", "1", "--workers", "1"], timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    for figure in ("decode only (workers, parquet rows)", "decode only (workers, --decode-cache)", "augmentation + targets only",
+                   "full pipeline, parquet rows", "full pipeline, --decode-cache", "training step, base"):
+        assert any(line.startswith(figure) and float(line.split(":")[1].split()[0]) > 0 for line in lines), figure
+    assert lines[-1].startswith("pipeline/step=") and float(lines[-1].split("=")[1]) > 0
+
+
 def test_several_folders_give_one_table_with_size_breakdown(image_mask_folder, tmp_path):
     """Scenario: Judge a model on your own camera"""
     import shutil
