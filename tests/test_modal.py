@@ -57,6 +57,7 @@ def test_entrypoint_takes_the_local_options_plus_gpu():
     assert {f.name for f in dataclasses.fields(TrainConfig)} | {"gpu", "config", "local_output_dir"} == set(parameters)
     cfg = app_module.config_from_options({"epochs": 3, "dataset": "you/eyes", "lr": 0.01, "gpu": "H100:4", "local_output_dir": "x"})
     assert (cfg.epochs, cfg.dataset, cfg.lr) == (3, "you/eyes", 0.01)
+    assert (cfg.num_workers, cfg.decode_cache) == (6, "/tmp/visionassist-decoded")  # GPU defaults: workers copy decoded rows
     assert cfg.run_name.startswith("segmentation-tiny-")  # fixed before the call: a retry resumes the same run
     with pytest.raises(ValueError, match="unknown config key"):
         app_module.config_from_options({"learning_rate": 0.1})
