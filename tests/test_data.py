@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from training import preprocess
-from training.data import IMAGE_AND_LABEL, DecodedSplit, RawSplit, TrainingDataset, open_split, resolve_source
+from training.data import IMAGE_AND_LABEL, DecodedSplit, RawSplit, TrainingDataset, describe_split, open_split, resolve_source
 
 
 def test_every_source_kind_gives_the_same_sample(precomputed):
@@ -107,3 +107,22 @@ def test_decoded_cache_holds_the_sources_rows_and_is_reused(precomputed, tmp_pat
     again = DecodedSplit(_Failing(source, 0), tmp_path, "key")  # reused: the source is not read again
     assert torch.equal(TrainingDataset(again)[5]["image"], TrainingDataset(source)[5]["image"])
     assert len(DecodedSplit(source, tmp_path, "key", length=3)) == 3 and (tmp_path / "key-3").is_dir()
+
+
+def test_decoded_cache_is_rebuilt_when_a_raw_label_changes(raw_dir, tmp_path):
+    """Scenario: Decoded training rows"""
+    import shutil
+
+    shutil.copytree(raw_dir / "train", tmp_path / "raw" / "train")
+    source = RawSplit(tmp_path / "raw", "train", IMAGE_AND_LABEL)
+    key = describe_split(str(tmp_path / "raw"), "train", source)["digest"]
+    first = DecodedSplit(source, tmp_path / "cache", key)
+    label_path = source.items[0][1]
+    label = np.load(label_path)
+    label[label == preprocess.PUPIL_CLASS] = 2  # relabelled: same shape, same .npy size
+    label[190:210, 310:330] = preprocess.PUPIL_CLASS
+    np.save(label_path, label)
+    source = RawSplit(tmp_path / "raw", "train", IMAGE_AND_LABEL)
+    second = DecodedSplit(source, tmp_path / "cache", describe_split(str(tmp_path / "raw"), "train", source)["digest"])
+    assert second.path != first.path
+    assert int(TrainingDataset(second)[0]["label"].sum()) == 400 and TrainingDataset(first)[0]["label"].sum() != 400

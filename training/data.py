@@ -282,8 +282,9 @@ def describe_split(spec: str, split: str, dataset: Dataset) -> dict[str, Any]:
         for path in dataset.files:
             digest.update(f"{path.name}:{path.stat().st_size}".encode())
     elif isinstance(dataset, RawSplit):
-        for image_path, label_path in dataset.items:
-            digest.update(f"{image_path.name}:{image_path.stat().st_size}:{label_path.stat().st_size}".encode())
+        for image_path, label_path in dataset.items:  # a relabelled frame keeps its .npy size: the times tell
+            image, label = image_path.stat(), label_path.stat()
+            digest.update(f"{image_path.name}:{image.st_size}:{image.st_mtime_ns}:{label.st_size}:{label.st_mtime_ns}".encode())
     else:
         digest.update(str(getattr(dataset.dataset, "_fingerprint", location)).encode())
     name = Path(str(location)).name if kind != "hub" else str(location)
