@@ -314,7 +314,7 @@ class DecodedSplit(Dataset):
     leaves nothing half-written; two processes building at once both end with the same complete copy); reused
     afterwards while the key is the same. 512 KiB of disk (and page cache) per 400x640 row."""
 
-    FIELDS = {"image": np.uint8, "label": np.uint8, "ellipse": np.float32, "angle": np.float32}
+    FIELDS = {"image": (np.uint8, (HEIGHT, WIDTH)), "label": (np.uint8, (HEIGHT, WIDTH)), "ellipse": (np.float32, (4,)), "angle": (np.float32, ())}
 
     def __init__(self, source: Dataset, folder: Path, key: str, length: int | None = None) -> None:
         self.source = source  # what it was decoded from (describe_split names that)
@@ -329,16 +329,13 @@ class DecodedSplit(Dataset):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}."))
         try:
-            arrays = {}
+            arrays = {name: np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=dtype, shape=(self.length, *shape))
+                      for name, (dtype, shape) in self.FIELDS.items()}
             for index in range(self.length):
                 sample = source[index]
-                values = {"image": sample["image"], "label": sample["label"], "angle": sample.get("angle", np.nan),
-                          "ellipse": [sample[name] for name in ("cx", "cy", "rx", "ry")]}
-                for name, dtype in self.FIELDS.items():
-                    value = np.asarray(values[name], dtype)
-                    if name not in arrays:
-                        arrays[name] = np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=dtype, shape=(self.length, *value.shape))
-                    arrays[name][index] = value
+                arrays["image"][index], arrays["label"][index] = sample["image"], sample["label"]
+                arrays["ellipse"][index] = [sample[name] for name in ("cx", "cy", "rx", "ry")]
+                arrays["angle"][index] = sample.get("angle", np.nan)
             for array in arrays.values():
                 array.flush()
             del arrays
