@@ -1,6 +1,7 @@
 """precompute.py on synthetic raw data: schema, validation, bad input, credentials, re-runs and the hub push."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -107,21 +108,43 @@ def test_strict_after_a_lenient_run_is_still_fatal(tmp_path, capsys):
     assert bad[0] in capsys.readouterr().err
 
 
-def test_missing_kaggle_credentials_give_one_clear_message(tmp_path):
-    """Scenario: Missing Kaggle credentials"""
-    env = {"HOME": str(tmp_path), "KAGGLE_CONFIG_DIR": str(tmp_path / ".kaggle"), "KAGGLE_USERNAME": "", "KAGGLE_KEY": "", "KAGGLE_API_TOKEN": ""}
-    import os
+@pytest.mark.parametrize("given", [{}, {"KAGGLE_USERNAME": "", "KAGGLE_KEY": ""}, {"KAGGLE_USERNAME": "", "KAGGLE_KEY": "", "KAGGLE_API_TOKEN": ""},
+                                   {"KAGGLE_USERNAME": "someone"}, {"KAGGLE_USERNAME": "someone", "KAGGLE_KEY": ""}, {"KAGGLE_KEY": "0123abcd"}],
+                         ids=["unset", "empty", "all-empty", "username-only", "empty-key", "key-only"])
+def test_missing_kaggle_credentials_give_one_clear_message(tmp_path, given):
+    """Scenario: Missing Kaggle credentials
 
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
-    clean.update({k: v for k, v in env.items() if v})
+    Unset, empty (what a CI secret without a value leaves) or half-given credentials stop before the kaggle client
+    runs (the installed one would try an anonymous download and fail on the network): one line, exit 2."""
+    import os
     import subprocess
     import sys
 
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
+    env.update(HOME=str(tmp_path), KAGGLE_CONFIG_DIR=str(tmp_path / ".kaggle"), **given)
     result = subprocess.run([sys.executable, "precompute.py", "--no-push", "--output-dir", str(tmp_path / "out")],
-                            cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2
-    assert "Kaggle credentials not found" in result.stderr and "KAGGLE_USERNAME" in result.stderr
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Kaggle credentials not found" in lines[0] and "KAGGLE_USERNAME" in lines[0], lines
     assert "Traceback" not in result.stderr + result.stdout
+    if given.get("KAGGLE_USERNAME") or given.get("KAGGLE_KEY"):
+        assert ("KAGGLE_KEY is" if given.get("KAGGLE_USERNAME") else "KAGGLE_USERNAME is") in lines[0]  # names what is missing
+
+
+def test_credentials_in_kaggle_json_count_and_empty_variables_do_not_hide_them(tmp_path):
+    """Scenario: Missing Kaggle credentials"""
+    from training.precompute import kaggle_credentials_problem
+
+    home = tmp_path / "home"
+    (home / ".kaggle").mkdir(parents=True)
+    assert kaggle_credentials_problem({}, home) is not None
+    (home / ".kaggle" / "kaggle.json").write_text('{"username": "someone", "key": ""}')
+    assert kaggle_credentials_problem({"KAGGLE_USERNAME": "", "KAGGLE_KEY": ""}, home) is not None  # a key is needed
+    (home / ".kaggle" / "kaggle.json").write_text('{"username": "someone", "key": "0123abcd"}')
+    assert kaggle_credentials_problem({"KAGGLE_USERNAME": "", "KAGGLE_KEY": ""}, home) is None
+    assert kaggle_credentials_problem({"KAGGLE_API_TOKEN": "tok"}, tmp_path / "nobody") is None
+    assert kaggle_credentials_problem({"KAGGLE_USERNAME": "a", "KAGGLE_KEY": "b"}, tmp_path / "nobody") is None
 
 
 def test_rerun_reuses_finished_shards_and_rebuilds_changed_ones(tmp_path, capsys):
@@ -162,6 +185,10 @@ class FakeHfApi:
             raise ConnectionError("connection reset")
         self.files[path_in_repo] = open(path_or_fileobj, "rb").read()
 
+    def delete_file(self, path_in_repo, repo_id, repo_type, commit_message):
+        self.calls.append(f"delete {path_in_repo}")
+        del self.files[path_in_repo]
+
 
 def test_push_retries_keeps_local_shards_and_uploads_only_what_is_missing(precomputed):
     """Scenario: Push to the hub with retries"""
@@ -183,6 +210,57 @@ def test_push_retries_keeps_local_shards_and_uploads_only_what_is_missing(precom
     again = precompute.push_to_hub(dataset, "me/eyes", api=broken, retries=2, sleep=lambda s: None)
     assert set(again) == set(local) - sent_before and set(broken.calls) == set(again)
     assert {k: v for k, v in broken.files.items()} == {rel: (dataset / rel).read_bytes() for rel in local}
+
+
+def _load_counts(dataset: Path, cache: Path) -> dict[str, int]:
+    from datasets import load_dataset
+
+    return {split: len(rows) for split, rows in load_dataset(str(dataset), cache_dir=str(cache)).items()}
+
+
+def _row_counts(dataset: Path) -> dict[str, int]:
+    return {split.name: sum(pq.ParquetFile(f).metadata.num_rows for f in split.glob("*.parquet")) for split in dataset.iterdir() if split.is_dir()}
+
+
+@pytest.mark.slow
+def test_load_dataset_reads_what_is_on_disk_not_another_outputs_cache(tmp_path):
+    """Scenario: The card keys the datasets cache by content
+
+    Two precompute outputs, both folders named `dataset` (the cache key `datasets` derives from the card alone was
+    the same), then a re-run of the first that adds frames: each load returns that folder's rows."""
+    cache = tmp_path / "hf-cache"
+    outputs = {}
+    for name, frames in (("small", 12), ("large", 30)):
+        generate(tmp_path / name, frames, seed=5, workers=1)
+        assert precompute.main(["--skip-download", "--no-push", "--output-dir", str(tmp_path / name), "--workers", "1"]) == 0
+        outputs[name] = tmp_path / name / "dataset"
+    small = _load_counts(outputs["small"], cache)
+    assert small == _row_counts(outputs["small"])
+    assert _load_counts(outputs["large"], cache) == _row_counts(outputs["large"]) != small
+    generate(tmp_path / "small", 30, seed=5, workers=1)  # the same folder, more frames: precompute again
+    assert precompute.main(["--skip-download", "--no-push", "--output-dir", str(tmp_path / "small"), "--workers", "1"]) == 0
+    assert _load_counts(outputs["small"], cache) == _row_counts(outputs["small"]) != small
+    card = (outputs["small"] / "README.md").read_text()
+    assert f'content {precompute.content_fingerprint(outputs["small"])}' in card
+
+
+@pytest.mark.slow
+def test_a_repush_after_a_rerun_leaves_the_repo_equal_to_the_local_dataset(tmp_path):
+    """Scenario: Push to the hub with retries"""
+    generate(tmp_path, 12, seed=6, workers=1)
+    args = ["--skip-download", "--no-push", "--output-dir", str(tmp_path), "--workers", "1", "--shard-size", "4"]
+    assert precompute.main(args) == 0
+    dataset = tmp_path / "dataset"
+    hub = FakeHfApi()
+    precompute.push_to_hub(dataset, "me/eyes", api=hub, sleep=lambda s: None)
+    before = dict(hub.files)
+    generate(tmp_path, 20, seed=6, workers=1)  # more frames: some shards change names, the card's fingerprint moves
+    assert precompute.main(args) == 0
+    hub.calls.clear()
+    precompute.push_to_hub(dataset, "me/eyes", api=hub, sleep=lambda s: None)
+    local = {p.relative_to(dataset).as_posix(): p.read_bytes() for p in dataset.rglob("*") if p.is_file()}
+    assert hub.files == local and hub.files["README.md"] != before["README.md"]
+    assert any(call.startswith("delete ") for call in hub.calls) and hub.calls[-1] == "README.md"
 
 
 def test_cli_end_to_end_from_the_readme(tmp_path):

@@ -16,6 +16,38 @@ def test_uv_lock_records_no_local_paths():
     assert re.search(r'name = "visionassist-training"\s*\nversion = "[^"]+"\s*\nsource = \{ editable = "\." \}', text)
 
 
+def test_environment_matches_the_lock():
+    """What you install is what was tested: every package uv.lock resolves for this platform (torch and what only
+    torch needs excepted: the Makefile pins torch per platform) is installed at exactly the locked version."""
+    import subprocess
+    import sys
+    from importlib import metadata
+
+    from packaging.markers import Marker
+
+    flags = re.search(r"^EXPORT_FLAGS := (.+)$", (ROOT / "Makefile").read_text(), re.M).group(1).split()  # the set-up's own export
+    uv = Path(sys.executable).parent / "uv"
+    assert uv.is_file(), f"{uv} is missing: set the environment up with `make setup`"
+    export = subprocess.run([str(uv), "export", *flags, "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True).stdout
+    locked = {}
+    for line in export.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            requirement, _, marker = line.partition(";")
+            name, _, version = requirement.strip().partition("==")
+            if not marker.strip() or Marker(marker.strip()).evaluate():
+                locked[re.sub(r"[-_.]+", "-", name).lower()] = version
+    assert len(locked) > 50 and "torch" not in locked and locked.get("kaggle")
+    differ = {}
+    for name, version in locked.items():
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            installed = None
+        if installed != version:
+            differ[name] = (installed, version)
+    assert not differ, f"installed != uv.lock (installed, locked): {differ}; run `make setup` (or `make lock` to update the lock)"
+
+
 def test_dependencies_are_declared_for_users_elsewhere():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     deps = {re.split(r"[<>=!\[ ;]", d)[0].lower().replace("_", "-") for d in project["dependencies"]}

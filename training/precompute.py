@@ -65,13 +65,63 @@ class DownloadError(RuntimeError):
 
 
 # -------------------------------------------------------------------------------------------- download
+CREDENTIALS_HELP = (
+    "Set KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN) in the environment, or save kaggle.json from "
+    "https://www.kaggle.com/settings (API > Create New Token) to ~/.kaggle/kaggle.json with mode 600. If the data is "
+    "already downloaded, pass --skip-download --output-dir DIR."
+)
+
+
+def kaggle_credentials_problem(environ: dict[str, str] | None = None, home: Path | None = None) -> str | None:
+    """What is wrong with the Kaggle credentials this process would use, or None when some are given.
+
+    Empty variables count as unset (what a CI job or a secret without a value leaves behind), and a username
+    without a key (or the reverse) is an error, not a cue to fall back on anything else: the installed client would
+    otherwise try an anonymous download and fail later with a network error. Files: kaggle.json (KAGGLE_CONFIG_DIR,
+    ~/.kaggle or ~/.config/kaggle) with a username and a key, an access_token file, or OAuth credentials.json.
+    """
+    environ = os.environ if environ is None else environ
+    home = Path.home() if home is None else home
+    if environ.get("KAGGLE_API_TOKEN", "").strip():
+        return None
+    user, key = environ.get("KAGGLE_USERNAME", "").strip(), environ.get("KAGGLE_KEY", "").strip()
+    if user and key:
+        return None
+    if user or key:
+        missing, given = ("KAGGLE_KEY", "KAGGLE_USERNAME") if user else ("KAGGLE_USERNAME", "KAGGLE_KEY")
+        return f"{missing} is {'empty' if missing in environ else 'unset'} while {given} is set"
+    dirs = [Path(environ["KAGGLE_CONFIG_DIR"])] if environ.get("KAGGLE_CONFIG_DIR", "").strip() else [
+        home / ".kaggle", Path(environ.get("XDG_CONFIG_HOME", "").strip() or home / ".config") / "kaggle"]
+    for folder in dirs:
+        try:
+            values = json.loads((folder / "kaggle.json").read_text())
+        except (OSError, ValueError):
+            values = None
+        if isinstance(values, dict) and str(values.get("username", "")).strip() and str(values.get("key", "")).strip():
+            return None
+    for token in (home / ".kaggle" / "access_token", home / ".kaggle" / "access_token.txt", home / ".kaggle" / "credentials.json"):
+        try:
+            if token.read_text().strip():
+                return None
+        except OSError:
+            pass
+    named = [name for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN") if name in environ]
+    return f"{' and '.join(named)} {'is' if len(named) == 1 else 'are'} empty and no kaggle.json was found" if named else "no KAGGLE_* variables and no kaggle.json"
+
+
 def download_openeds(output_dir: Path) -> None:
     """Downloads and unzips the Kaggle dataset into output_dir. Raises CredentialsError without credentials.
 
-    kaggle is imported here, not at module level: older releases authenticate on import, print to stdout and
-    raise SystemExit or OSError without credentials; newer ones swallow that at import, and
-    `KaggleApi().authenticate()` prints help and raises SystemExit. All of these become one CredentialsError.
+    The credentials are checked first (kaggle_credentials_problem); empty variables are then hidden from the client,
+    so that it reads kaggle.json. kaggle is imported here, not at module level: older releases authenticate on
+    import, print to stdout and raise SystemExit or OSError without credentials; newer ones swallow that at
+    import, and `KaggleApi().authenticate()` prints help and raises SystemExit. All of these become one
+    CredentialsError.
     """
+    problem = kaggle_credentials_problem()
+    if problem:
+        raise CredentialsError(f"Kaggle credentials not found ({problem}). {CREDENTIALS_HELP}")
+    empty = {name: os.environ.pop(name) for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN") if name in os.environ and not os.environ[name].strip()}
     captured = io.StringIO()
     try:
         with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
@@ -80,12 +130,9 @@ def download_openeds(output_dir: Path) -> None:
             api = KaggleApi()
             api.authenticate()
     except (SystemExit, OSError, ValueError) as error:
-        raise CredentialsError(
-            "Kaggle credentials not found. Set KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN) in the "
-            "environment, or save kaggle.json from https://www.kaggle.com/settings (API > Create New Token) to "
-            "~/.kaggle/kaggle.json with mode 600. If the data is already downloaded, pass --skip-download "
-            "--output-dir DIR."
-        ) from error
+        raise CredentialsError(f"Kaggle credentials not accepted by the kaggle client. {CREDENTIALS_HELP}") from error
+    finally:
+        os.environ.update(empty)
     output_dir.mkdir(parents=True, exist_ok=True)
     log.info("downloading %s from Kaggle into %s", KAGGLE_DATASET, output_dir)
     try:
@@ -323,8 +370,22 @@ def _opencv_threads(count: int) -> Iterable[None]:
         cv2.setNumThreads(before)
 
 
+def content_fingerprint(dataset_dir: Path) -> str:
+    """A digest of the shards under dataset_dir (split, file name, size): it changes whenever the rows do, since shard
+    names carry a hash of their inputs and settings."""
+    digest = hashlib.sha256()
+    for path in sorted(dataset_dir.glob("*/*.parquet")):
+        digest.update(f"{path.parent.name}/{path.name}:{path.stat().st_size}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 def write_dataset_card(dataset_dir: Path, summaries: dict[str, SplitSummary]) -> None:
+    """README.md with the `configs` block `datasets.load_dataset` reads. Its `description` carries the shards'
+    content fingerprint: `datasets` keys its cache by a hash of the builder configs, which without it would be the
+    same for every precompute output (relative patterns, a folder named `dataset`), so a second output elsewhere or a
+    re-run with other frames would load the first one's cached rows."""
     configs = "\n".join(f"  - split: {split}\n    path: {split}/*.parquet" for split, s in summaries.items() if s.written)
+    fingerprint = content_fingerprint(dataset_dir)
     counts = "\n".join(f"| {split} | {s.written} | {s.empty} | {len(s.bad)} |" for split, s in summaries.items())
     card = f"""---
 license: other
@@ -336,6 +397,7 @@ tags:
 - openeds
 configs:
 - config_name: default
+  description: "visionassist precompute, content {fingerprint}"
   data_files:
 {configs}
 ---
@@ -381,10 +443,12 @@ def with_retries(action: Callable[[], Any], what: str, retries: int = 5, backoff
 
 
 def push_to_hub(dataset_dir: Path, repo_id: str, api=None, retries: int = 5, backoff: float = 2.0, sleep=time.sleep) -> list[str]:
-    """Uploads every local file the dataset repo lacks (shards first, the card last); returns what was uploaded.
+    """Makes the dataset repo hold what dataset_dir holds; returns what was uploaded.
 
-    A failure keeps the local shards; running again uploads only what is still missing. The token comes from
-    HF_TOKEN (or the huggingface-cli login), never from a flag.
+    Shards the repo lacks are uploaded, shards the repo has but dataset_dir no longer does (a re-run replaced them)
+    are deleted, and the card goes last, every time (it announces complete splits and carries the content
+    fingerprint). A failure keeps the local shards; running again uploads only what is still missing. The token comes
+    from HF_TOKEN (or the huggingface-cli login), never from a flag.
     """
     if api is None:
         from huggingface_hub import HfApi
@@ -394,11 +458,18 @@ def push_to_hub(dataset_dir: Path, repo_id: str, api=None, retries: int = 5, bac
     remote = set(with_retries(lambda: api.list_repo_files(repo_id, repo_type="dataset"), f"list {repo_id}", retries, backoff, sleep))
     local = sorted(p for p in dataset_dir.rglob("*") if p.is_file())
     local.sort(key=lambda p: p.name == "README.md")  # the card last: it announces complete splits
+    names = {path.relative_to(dataset_dir).as_posix() for path in local}
+    stale = sorted(rel for rel in remote - names if rel.endswith(".parquet") and rel.split("/")[0] in SPLIT_NAMES)
     uploaded = []
     for path in local:
         rel = path.relative_to(dataset_dir).as_posix()
-        if rel in remote:
+        if rel in remote and rel != "README.md":
             continue
+        if rel == "README.md":
+            for old in stale:  # before the card: it then describes exactly the shards that remain
+                with_retries(lambda: api.delete_file(old, repo_id=repo_id, repo_type="dataset", commit_message=f"Remove {old}"), f"delete {old}",
+                             retries, backoff, sleep)
+                log.info("deleted %s (no longer in %s)", old, dataset_dir)
         with_retries(
             lambda: api.upload_file(path_or_fileobj=str(path), path_in_repo=rel, repo_id=repo_id, repo_type="dataset", commit_message=f"Add {rel}"),
             f"upload {rel}",
