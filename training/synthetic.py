@@ -177,16 +177,79 @@ def _blend_sparse(image: np.ndarray, alpha: np.ndarray, level: float) -> np.ndar
 
 
 # ----------------------------------------------------------------------------------------------- render
+# A frame is drawn in stages, each a function of the subject's traits and the frame's random stream (drawn in this
+# order): geometry and label, photometry (gray levels, skin, the eye), distractors, optics, sensor. A family's ranges
+# sit in the stage they shape.
+@dataclass
+class Eye:
+    """One frame's eye geometry in content pixels (the frame before letterboxing)."""
+
+    height: int
+    width: int
+    centre: tuple[float, float]  # eye (palpebral opening) centre
+    roll: float  # radians
+    gaze: list[float]  # horizontal, vertical (radians-like, +-0.8)
+    r_iris: float
+    half_width: float  # of the opening
+    lid_open: float  # half-height of the open eye
+    openness: float  # 0: closed
+    us: np.ndarray  # (33,) lid sample positions, -1..1
+    inside: np.ndarray  # 1 - us^2, clipped
+    canthus: np.ndarray  # (33,) corner height offsets
+    upper_v: np.ndarray  # lid curves in eye coordinates (v down)
+    lower_v: np.ndarray
+    upper: np.ndarray  # (33, 2) x, y in content pixels
+    lower: np.ndarray
+    polygon: np.ndarray  # the opening's outline
+    iris: tuple[float, float]  # centre
+    angle: float  # degrees: the foreshortening axis of iris and pupil
+    pupil_radius: float
+    pupil: tuple[float, float]  # centre
+    iris_axes: tuple[float, float]
+    pupil_axes: tuple[float, float]
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1: the opening's bounding box (clipped)
+
+    def to_frame(self, u, v):
+        """Eye frame (u right, v down) -> content pixels."""
+        cos_r, sin_r = math.cos(self.roll), math.sin(self.roll)
+        return self.centre[0] + u * cos_r - v * sin_r, self.centre[1] + u * sin_r + v * cos_r
+
+    @property
+    def is_open(self) -> bool:
+        x0, y0, x1, y1 = self.box
+        return self.openness > 0 and x1 > x0 and y1 > y0
+
+
+@dataclass(frozen=True)
+class Levels:
+    """One frame's gray levels before optics and sensor."""
+
+    pupil: float
+    iris: float
+    sclera: float
+    skin: float
+
+
 def render_frame(seed: int, index: int, subject: int, family: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One (image, label) pair, both uint8 HEIGHT x WIDTH; a pure function of (seed, index, subject[, family])."""
     traits = subject_traits(seed, subject, family)
     rng = np.random.default_rng([seed, 2, index])
     cv2.setRNGSeed(int(rng.integers(2**31)))  # cv2.randn (sensor and pupil noise) is seeded per frame too
-    h, w = traits.content_shape
-    yy, xx = _grid(h, w)
-    openeds = traits.family == "openeds"
+    eye = draw_geometry(traits, rng)
+    label = draw_label(eye)
+    levels = draw_levels(traits, rng)
+    image = paint_skin(eye, levels, traits, rng)
+    image = paint_eye(image, eye, levels, traits, rng)
+    image, shading = add_distractors(image, eye, levels, traits, rng)
+    image = apply_optics(image, shading, eye, traits, rng)
+    image = apply_sensor(image, traits, rng)
+    return _letterbox(image, label, traits, rng)
 
-    # ---- geometry (content pixels)
+
+def draw_geometry(traits: Subject, rng: np.random.Generator) -> Eye:
+    """Where the eye is, how open, where it looks: lids, iris and pupil ellipses (gaze foreshortens both)."""
+    h, w = traits.content_shape
+    openeds = traits.family == "openeds"
     r_iris = traits.iris_radius * rng.uniform(0.95, 1.05)
     half_width, lid_open = traits.eye_width * r_iris, traits.lid_open * r_iris
     if traits.family in ("openeds", "closeup"):
@@ -207,7 +270,7 @@ def render_frame(seed: int, index: int, subject: int, family: str | None = None)
     cos_r, sin_r = math.cos(roll), math.sin(roll)
     gaze = [float(g) for g in rng.normal(0, 0.35, 2).clip(-0.8, 0.8)]
 
-    def to_frame(u, v):  # eye frame (u right, v down) -> content pixels
+    def to_frame(u, v):
         return eye_x + u * cos_r - v * sin_r, eye_y + u * sin_r + v * cos_r
 
     blink = rng.random()
@@ -230,84 +293,120 @@ def render_frame(seed: int, index: int, subject: int, family: str | None = None)
     px, py = iris_x + rng.normal(0, 0.03 * r_iris), iris_y + rng.normal(0, 0.03 * r_iris)
     iris_axes = (r_iris, r_iris * math.cos(min(tilt, 1.0) * 0.5))
     pupil_axes = (pupil_radius, pupil_radius * math.cos(min(tilt, 1.0) * 0.9))
-
-    # ---- label (hard masks from the geometry)
-    label = np.zeros((h, w), np.uint8)
     x0, y0, bw, bh = cv2.boundingRect(np.round(polygon).astype(np.int32))
-    x0, y0, x1, y1 = max(0, x0 - 2), max(0, y0 - 2), min(w, x0 + bw + 3), min(h, y0 + bh + 3)  # the eye opening's box
-    if openness > 0 and x1 > x0 and y1 > y0:
-        shift = np.array([x0, y0])
-        opening = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        cv2.fillPoly(opening, [_fixed(polygon - shift)], 1, cv2.LINE_8, SUBPIXEL)
-        classes = opening.copy()  # sclera 1, iris 2, pupil 3 where the lids leave the eye open
-        _ellipse(classes, (iris_x - x0, iris_y - y0), iris_axes, angle, 2, line=cv2.LINE_8)
-        _ellipse(classes, (px - x0, py - y0), pupil_axes, angle, 3, line=cv2.LINE_8)
-        label[y0:y1, x0:x1] = classes * opening
+    box = (max(0, x0 - 2), max(0, y0 - 2), min(w, x0 + bw + 3), min(h, y0 + bh + 3))
+    return Eye(h, w, (eye_x, eye_y), roll, gaze, r_iris, half_width, lid_open, openness, us, inside, canthus, upper_v, lower_v, upper, lower,
+               polygon, (iris_x, iris_y), angle, pupil_radius, (px, py), iris_axes, pupil_axes, box)
 
-    # ---- photometry
+
+def draw_label(eye: Eye) -> np.ndarray:
+    """OpenEDS classes from the geometry alone (hard masks): sclera 1, iris 2, pupil 3 where the lids leave the eye
+    open. The pupil is its ellipse, whatever is drawn over it later (glints on it stay pupil)."""
+    label = np.zeros((eye.height, eye.width), np.uint8)
+    if eye.is_open:
+        x0, y0, x1, y1 = eye.box
+        opening = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillPoly(opening, [_fixed(eye.polygon - np.array([x0, y0]))], 1, cv2.LINE_8, SUBPIXEL)
+        classes = opening.copy()
+        _ellipse(classes, (eye.iris[0] - x0, eye.iris[1] - y0), eye.iris_axes, eye.angle, 2, line=cv2.LINE_8)
+        _ellipse(classes, (eye.pupil[0] - x0, eye.pupil[1] - y0), eye.pupil_axes, eye.angle, 3, line=cv2.LINE_8)
+        label[y0:y1, x0:x1] = classes * opening
+    return label
+
+
+def draw_levels(traits: Subject, rng: np.random.Generator) -> Levels:
+    """This frame's gray levels around the subject's own (pupil, iris above it, sclera, skin)."""
+    openeds = traits.family == "openeds"
     pupil_gray = traits.pupil_gray + rng.normal(0, 1.0 if openeds else 4.0)
     iris_gray = min(pupil_gray + traits.iris_delta * rng.uniform(0.9, 1.1), 240.0)
     sclera_gray = float(np.clip(iris_gray + traits.sclera_delta, pupil_gray + 3, 245)) if not openeds else max(iris_gray + traits.sclera_delta, float(rng.uniform(62, 74)))
     skin_gray = traits.skin + rng.normal(0, 4)
+    return Levels(pupil_gray, iris_gray, sclera_gray, skin_gray)
 
-    # skin: shading, texture, lid fold highlight and crease (wide soft shapes drawn at quarter resolution)
+
+def paint_skin(eye: Eye, levels: Levels, traits: Subject, rng: np.random.Generator) -> np.ndarray:
+    """The face around the eye: shading, lid fold highlight and crease (wide soft shapes drawn at quarter
+    resolution), pores and texture. float32 (h, w)."""
+    h, w = eye.height, eye.width
+    openeds = traits.family == "openeds"
     quarter = (max(1, h // 4), max(1, w // 4))
     qy, qx = _grid(*quarter)
-    low = skin_gray + _smooth_field(rng, (5, 8), rng.uniform(6, 16), quarter)  # everything smooth, at quarter resolution
+    low = levels.skin + _smooth_field(rng, (5, 8), rng.uniform(6, 16), quarter)  # everything smooth, at quarter resolution
     if not openeds and rng.random() < 0.5:  # light falls off across the face
         direction = rng.uniform(0, 2 * math.pi)
         low += rng.uniform(10, 50) * ((qx / quarter[1] - 0.5) * math.cos(direction) + (qy / quarter[0] - 0.5) * math.sin(direction))
-    fold_v = upper_v - lid_open * rng.uniform(0.5, 0.9)
-    fold_pts = np.stack(to_frame(us * half_width * 1.1, fold_v), axis=1)
+    fold_v = eye.upper_v - eye.lid_open * rng.uniform(0.5, 0.9)
+    fold_pts = np.stack(eye.to_frame(eye.us * eye.half_width * 1.1, fold_v), axis=1)
     fold_gain = rng.uniform(25, 70) if openeds else rng.uniform(-20, 60)
-    low += fold_gain * _soft(quarter, lambda c, f: cv2.polylines(c, [_fixed(fold_pts * f)], False, 1.0, max(1, int(lid_open * f * 0.5)), cv2.LINE_AA, SUBPIXEL),
-                             lid_open * 0.35, factor=4, full=(h, w))
+    low += fold_gain * _soft(quarter, lambda c, f: cv2.polylines(c, [_fixed(fold_pts * f)], False, 1.0, max(1, int(eye.lid_open * f * 0.5)), cv2.LINE_AA, SUBPIXEL),
+                             eye.lid_open * 0.35, factor=4, full=(h, w))
     crease = rng.uniform(15, 35)
-    low -= crease * _soft(quarter, lambda c, f: cv2.polylines(c, [_fixed(upper * f)], False, 1.0, max(1, int(lid_open * f * 0.12)), cv2.LINE_AA, SUBPIXEL),
-                          lid_open * 0.1, factor=4, full=(h, w))
+    low -= crease * _soft(quarter, lambda c, f: cv2.polylines(c, [_fixed(eye.upper * f)], False, 1.0, max(1, int(eye.lid_open * f * 0.12)), cv2.LINE_AA, SUBPIXEL),
+                          eye.lid_open * 0.1, factor=4, full=(h, w))
     image = cv2.resize(low, (w, h), interpolation=cv2.INTER_LINEAR)
     image += _smooth_field(rng, (h // 10, w // 10), rng.uniform(1.0, 6.0), (h, w), cubic=False)  # pores and skin texture
+    return image
 
-    # eye: sclera, iris, pupil composed inside the opening's bounding box
-    if openness > 0 and x1 > x0 and y1 > y0:
-        box = (slice(y0, y1), slice(x0, x1))
-        bx, by = xx[box], yy[box]
-        alpha_open = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        cv2.fillPoly(alpha_open, [_fixed(polygon - (x0, y0))], 255, cv2.LINE_AA, SUBPIXEL)
-        alpha_open = alpha_open.astype(np.float32) / 255
-        u_rel = ((bx - eye_x) * cos_r + (by - eye_y) * sin_r) / half_width
-        sclera = sclera_gray - rng.uniform(6, 20) * u_rel * u_rel + _smooth_field(rng, (4, 6), 3.0, (y1 - y0, x1 - x0))
-        region = _blend(image[box], alpha_open, sclera)
-        # iris and pupil inside the iris's own box (the pupil lies within the iris)
-        ix0, iy0 = max(x0, int(iris_x - r_iris) - 3), max(y0, int(iris_y - r_iris) - 3)
-        ix1, iy1 = min(x1, int(iris_x + r_iris) + 4), min(y1, int(iris_y + r_iris) + 4)
-        if ix1 > ix0 and iy1 > iy0:
-            ibox = (slice(iy0 - y0, iy1 - y0), slice(ix0 - x0, ix1 - x0))
-            ix, iy = xx[iy0:iy1, ix0:ix1] - iris_x, yy[iy0:iy1, ix0:ix1] - iris_y
-            inner_open = alpha_open[ibox]
-            alpha_iris = np.zeros_like(inner_open)
-            _ellipse(alpha_iris, (iris_x - ix0, iris_y - iy0), iris_axes, angle, 1.0)
-            rad = np.sqrt(ix * ix + iy * iy) * (1.0 / r_iris)
-            iris = iris_gray - rng.uniform(0.2, 0.6) * traits.iris_delta * np.clip((rad - 0.82) * (1 / 0.18), 0, 1) ** 2  # limbal ring
-            if traits.iris_texture > 0:
-                theta = cv2.phase(ix, iy)  # radians, 4x faster than np.arctan2
-                spokes = sum(np.sin(theta * k + rng.uniform(0, 2 * np.pi)) * rng.uniform(0.3, 1.0) for k in (23, 37, 61))
-                iris += traits.iris_texture * 0.5 * spokes * (0.5 + np.minimum(rad, 1.2)) + _smooth_field(rng, (12, 12), traits.iris_texture * 0.4, inner_open.shape)
-            inner = _blend(region[ibox], alpha_iris * inner_open, iris)
-            alpha_pupil = np.zeros_like(inner_open)
-            _ellipse(alpha_pupil, (px - ix0, py - iy0), pupil_axes, angle, 1.0)
-            edge_sigma = rng.uniform(0.3, 1.5) * (1.0 if openeds else max(1.0, pupil_radius / 25))
-            alpha_pupil = cv2.GaussianBlur(alpha_pupil, (0, 0), edge_sigma)
-            pupil = np.empty_like(inner_open)
-            cv2.randn(pupil, pupil_gray, 1.0 if openeds else float(rng.uniform(0.5, 3.0)))
-            region[ibox] = _blend(inner, alpha_pupil * inner_open, pupil)
-        # the upper lid shades the top of the eye
-        small = cv2.resize(1.0 - alpha_open, ((x1 - x0 + 3) // 4, (y1 - y0 + 3) // 4), interpolation=cv2.INTER_AREA)
-        shade = cv2.resize(cv2.GaussianBlur(small, (0, 0), max(0.5, lid_open * 0.03)), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
-        region *= 1.0 - rng.uniform(0.1, 0.45) * shade * alpha_open
-        image[box] = region
 
-    # dark distractors: lashes, eyeliner, eyebrow, eye corners, skin folds, round blobs outside the eye
+def paint_eye(image: np.ndarray, eye: Eye, levels: Levels, traits: Subject, rng: np.random.Generator) -> np.ndarray:
+    """Sclera, iris (limbal ring, texture) and pupil composed inside the opening's bounding box; the upper lid
+    shades the top of the eye."""
+    if not eye.is_open:
+        return image
+    openeds = traits.family == "openeds"
+    yy, xx = _grid(eye.height, eye.width)
+    x0, y0, x1, y1 = eye.box
+    (eye_x, eye_y), (iris_x, iris_y), (px, py), r_iris = eye.centre, eye.iris, eye.pupil, eye.r_iris
+    box = (slice(y0, y1), slice(x0, x1))
+    bx, by = xx[box], yy[box]
+    alpha_open = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(alpha_open, [_fixed(eye.polygon - (x0, y0))], 255, cv2.LINE_AA, SUBPIXEL)
+    alpha_open = alpha_open.astype(np.float32) / 255
+    u_rel = ((bx - eye_x) * math.cos(eye.roll) + (by - eye_y) * math.sin(eye.roll)) / eye.half_width
+    sclera = levels.sclera - rng.uniform(6, 20) * u_rel * u_rel + _smooth_field(rng, (4, 6), 3.0, (y1 - y0, x1 - x0))
+    region = _blend(image[box], alpha_open, sclera)
+    # iris and pupil inside the iris's own box (the pupil lies within the iris)
+    ix0, iy0 = max(x0, int(iris_x - r_iris) - 3), max(y0, int(iris_y - r_iris) - 3)
+    ix1, iy1 = min(x1, int(iris_x + r_iris) + 4), min(y1, int(iris_y + r_iris) + 4)
+    if ix1 > ix0 and iy1 > iy0:
+        ibox = (slice(iy0 - y0, iy1 - y0), slice(ix0 - x0, ix1 - x0))
+        ix, iy = xx[iy0:iy1, ix0:ix1] - iris_x, yy[iy0:iy1, ix0:ix1] - iris_y
+        inner_open = alpha_open[ibox]
+        alpha_iris = np.zeros_like(inner_open)
+        _ellipse(alpha_iris, (iris_x - ix0, iris_y - iy0), eye.iris_axes, eye.angle, 1.0)
+        rad = np.sqrt(ix * ix + iy * iy) * (1.0 / r_iris)
+        iris = levels.iris - rng.uniform(0.2, 0.6) * traits.iris_delta * np.clip((rad - 0.82) * (1 / 0.18), 0, 1) ** 2  # limbal ring
+        if traits.iris_texture > 0:
+            theta = cv2.phase(ix, iy)  # radians, 4x faster than np.arctan2
+            spokes = sum(np.sin(theta * k + rng.uniform(0, 2 * np.pi)) * rng.uniform(0.3, 1.0) for k in (23, 37, 61))
+            iris += traits.iris_texture * 0.5 * spokes * (0.5 + np.minimum(rad, 1.2)) + _smooth_field(rng, (12, 12), traits.iris_texture * 0.4, inner_open.shape)
+        inner = _blend(region[ibox], alpha_iris * inner_open, iris)
+        alpha_pupil = np.zeros_like(inner_open)
+        _ellipse(alpha_pupil, (px - ix0, py - iy0), eye.pupil_axes, eye.angle, 1.0)
+        edge_sigma = rng.uniform(0.3, 1.5) * (1.0 if openeds else max(1.0, eye.pupil_radius / 25))
+        alpha_pupil = cv2.GaussianBlur(alpha_pupil, (0, 0), edge_sigma)
+        pupil = np.empty_like(inner_open)
+        cv2.randn(pupil, levels.pupil, 1.0 if openeds else float(rng.uniform(0.5, 3.0)))
+        region[ibox] = _blend(inner, alpha_pupil * inner_open, pupil)
+    # the upper lid shades the top of the eye
+    small = cv2.resize(1.0 - alpha_open, ((x1 - x0 + 3) // 4, (y1 - y0 + 3) // 4), interpolation=cv2.INTER_AREA)
+    shade = cv2.resize(cv2.GaussianBlur(small, (0, 0), max(0.5, eye.lid_open * 0.03)), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+    region *= 1.0 - rng.uniform(0.1, 0.45) * shade * alpha_open
+    image[box] = region
+    return image
+
+
+def add_distractors(image: np.ndarray, eye: Eye, levels: Levels, traits: Subject, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Dark things that are not the pupil: lashes (clumped, darker than the pupil possible), eyeliner, eyebrow, round
+    blobs on the skin; and the multiplicative shading (shadowed corners, skin folds, vignetting) at quarter
+    resolution, which apply_optics multiplies in. Returns (image, shading)."""
+    h, w = eye.height, eye.width
+    openeds = traits.family == "openeds"
+    to_frame, half_width, lid_open, r_iris, roll = eye.to_frame, eye.half_width, eye.lid_open, eye.r_iris, eye.roll
+    us, upper_v, lower_v, upper, lower, canthus, inside = eye.us, eye.upper_v, eye.lower_v, eye.upper, eye.lower, eye.canthus, eye.inside
+    pupil_gray, skin_gray, pupil_radius = levels.pupil, levels.skin, eye.pupil_radius
+    quarter = (max(1, h // 4), max(1, w // 4))
+    qy, qx = _grid(*quarter)
     lashes = np.zeros((h, w), np.float32)
     n_lashes = int(rng.integers(15, 60) if openeds else 120 * traits.lash_density * rng.uniform(0.5, 1.0))
     lash_len = lid_open * (1.0 if openeds else rng.uniform(0.4, 1.1))
@@ -362,7 +461,18 @@ def render_frame(seed: int, index: int, subject: int, family: str | None = None)
         blobs = cv2.GaussianBlur(blobs, (0, 0), max(0.5, pupil_radius * 0.1))
         image = _blend(image, blobs, pupil_gray + rng.uniform(-15, 15))
 
-    # optics: Fresnel rings, vignetting, eyeglass reflections, defocus, glints
+    return image, shading
+
+
+def apply_optics(image: np.ndarray, shading: np.ndarray, eye: Eye, traits: Subject, rng: np.random.Generator) -> np.ndarray:
+    """Fresnel rings (VR lenses), the shading, eyeglass reflections and rims, defocus and motion blur, then glints
+    (corneal reflections of the light: a ring of them, some on the pupil's rim or inside it, a large saturated one)."""
+    h, w = eye.height, eye.width
+    openeds = traits.family == "openeds"
+    half_width, lid_open, r_iris, roll = eye.half_width, eye.lid_open, eye.r_iris, eye.roll
+    yy, xx = _grid(h, w)
+    (eye_x, eye_y), (iris_x, iris_y), (px, py) = eye.centre, eye.iris, eye.pupil
+    gaze, openness, pupil_radius, pupil_axes = eye.gaze, eye.openness, eye.pupil_radius, eye.pupil_axes
     if rng.random() < (0.8 if openeds else 0.1):
         ring_r = np.sqrt((xx - w / 2 - rng.normal(0, 60)) ** 2 + (yy - h / 2 - rng.normal(0, 40)) ** 2)
         image += rng.uniform(1.5, 5.0) * np.sin(ring_r * (2 * np.pi / rng.uniform(9, 22)))
@@ -410,7 +520,14 @@ def render_frame(seed: int, index: int, subject: int, family: str | None = None)
         glints = cv2.GaussianBlur(glints, (0, 0), 0.8)
         image = _blend_sparse(image, np.clip(glints, 0, 1), rng.uniform(215, 255) if openeds else rng.uniform(150, 255))
 
-    # sensor: exposure, noise, low resolution, compression
+    return image
+
+
+def apply_sensor(image: np.ndarray, traits: Subject, rng: np.random.Generator) -> np.ndarray:
+    """Exposure (gain, contrast, offset; a lifted black level for washed-out frames), noise, a low-resolution
+    sensor upscaled, JPEG. Returns uint8."""
+    h, w = image.shape
+    openeds = traits.family == "openeds"
     gain, contrast = (rng.uniform(0.8, 1.2) if openeds else rng.uniform(0.6, 1.5)), rng.uniform(0.85, 1.2)
     offset = 0.0 if openeds else rng.uniform(-20, 20)
     # washed out: ambient light or flare lifts the black level (pupil mid-gray) and compresses the contrast to match
@@ -433,7 +550,7 @@ def render_frame(seed: int, index: int, subject: int, family: str | None = None)
     if not openeds and rng.random() < 0.3:
         ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(15, 91))])
         image = cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE)
-    return _letterbox(image, label, traits, rng)
+    return image
 
 
 def _letterbox(image: np.ndarray, label: np.ndarray, traits: Subject, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
