@@ -20,7 +20,7 @@ from input_pipeline import _loader as training_loader
 from input_pipeline import pipeline_rate
 from latency import PlainConvBaseline, median_latency_ms
 from precompute_speed import precompute_rate
-from train_speed import images_per_second
+from train_speed import baseline_step, images_per_second, time_steps
 
 from training.augment import BatchAugmenter
 from training.engine import reuse_freed_host_memory
@@ -47,7 +47,7 @@ def main() -> None:
         base_onnx = strip_debug_metadata(export_bytes(baseline))
         base_1 = median_latency_ms(base_onnx, args.repeats, 1)
         base_n = median_latency_ms(base_onnx, args.repeats, 0)
-        base_train = images_per_second(PlainConvBaseline(), 8, 3)
+        base_train = time_steps(baseline_step(PlainConvBaseline(), 8, (400, 640), torch.device("cpu")), 3, 8, torch.device("cpu"))
         header = (f"{'model':12s} {'params':>7s} {'fp32 B':>8s} {'int8 B':>8s} {'fp32 1t ms':>11s} {'int8 1t ms':>11s} "
                   f"{'fp32 {0}t ms'.format(cores):>11s} {'int8 {0}t ms'.format(cores):>11s} {'train img/s':>12s}")
         print(header)
@@ -59,12 +59,12 @@ def main() -> None:
             fp32, int8 = fp32_path.read_bytes(), int8_path.read_bytes()
             l1, q1 = median_latency_ms(fp32, args.repeats, 1), median_latency_ms(int8, args.repeats, 1)
             ln, qn = median_latency_ms(fp32, args.repeats, 0), median_latency_ms(int8, args.repeats, 0)
-            train = images_per_second(build_model(name), 8, 3)
+            train = images_per_second(name, 8, 3)
             print(f"{name:12s} {count_parameters(model):7d} {len(fp32):8d} {len(int8):8d} "
                   f"{l1:6.2f} ({l1 / base_1:.2f}x) {q1:5.2f} ({q1 / base_1:.2f}x) {ln:6.2f} ({ln / base_n:.2f}x) {qn:5.2f} ({qn / base_n:.2f}x) "
                   f"{train:6.1f} ({train / base_train:.2f}x)")
         print("(latency ratios: variant / plain conv; lower is faster. train ratio: variant / plain conv; higher is faster)")
-        step_rate = images_per_second(build_model("tiny"), 8, 3)
+        step_rate = images_per_second("tiny", 8, 3)
         loader = pipeline_rate(training_loader(tmp / "raw" / "dataset", 8, cores), 4, torch.device("cpu"), BatchAugmenter())
         print(f"precompute: {many:.1f} img/s with {cores} workers vs {one:.1f} img/s with 1 ({many / one:.2f}x)")
         print(f"loader: {loader:.1f} samples/s (decode in {cores} workers, augmentation + targets on the CPU) vs tiny training step {step_rate:.1f} img/s ({loader / step_rate:.1f}x)")

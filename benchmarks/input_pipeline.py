@@ -6,8 +6,8 @@ Prints samples/s for: decoding alone (DataLoader workers: uint8 image + label fr
 same rows decoded once into memory maps, `--decode-cache`), the device work alone (augmentation + label targets on an
 already decoded batch), the full pipeline both ways (workers + augmentation and targets on the device, as the engine
 runs it), and the base model's training step
-(train_speed.images_per_second: forward, loss, backward, AdamW, meter update) at the same batch size; on CUDA also
-with AMP + channels_last. On the CPU the process reuses freed memory, as train() does there. The last line is
+(train_speed.images_per_second: train()'s step, with the levers train() picks on this device for a short run) at
+the same batch size. On the CPU the process reuses freed memory, as train() does there. The last line is
 `pipeline/step=<ratio>`: how many times faster the input pipeline with --decode-cache (the faster of --workers loader
 workers and none) feeds than the step consumes (target >= 10); the line above it gives the ratio without the cache.
 """
@@ -27,7 +27,6 @@ from training import precompute
 from training.augment import AugmentConfig, BatchAugmenter
 from training.data import IMAGE_AND_LABEL, DecodedSplit, TrainingDataset, open_split
 from training.engine import resolve_device, reuse_freed_host_memory, to_device
-from training.models import build_model
 from training.synthetic import generate
 
 
@@ -120,12 +119,8 @@ def main() -> None:
     print(f"full pipeline, parquet rows           : {full:8.1f} samples/s")
     print(f"full pipeline, --decode-cache         : {cached_full:8.1f} samples/s")
     print(f"full pipeline, --decode-cache, 0 workers: {in_process:6.1f} samples/s")
-    step = images_per_second(build_model("base"), args.batch_size, args.steps, device, shape=shape)
+    step = images_per_second("base", args.batch_size, args.steps, device, shape=shape)
     print(f"training step, base                   : {step:8.1f} images/s")
-    if device.type == "cuda":
-        for variant in ("tiny", "base"):
-            fast = images_per_second(build_model(variant), args.batch_size, args.steps * 10, device, amp=True, channels_last=True, shape=shape)
-            print(f"training step, {variant}, AMP + channels_last: {fast:8.1f} images/s")
     print(f"pipeline/step without the cache: {full / step:.2f}")
     print(f"pipeline/step={max(cached_full, in_process) / step:.2f}")
 

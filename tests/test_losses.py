@@ -124,3 +124,27 @@ def test_alpha_decays_linearly_from_start_to_end():
     assert values == pytest.approx([1.0, 0.75, 0.5, 0.25, 0.0])
     assert alpha_schedule(10, 5, 1.0, 0.2) == pytest.approx(0.2)
     assert alpha_schedule(2, 100, 1.0, 0.0, decay_epochs=3) == pytest.approx(0.0)
+
+
+def test_two_class_terms_equal_the_softmax_forms():
+    """Scenario: Combined loss reports its components
+
+    The two-class model's loss runs on one logit difference (sigmoid, no one-hot); it must equal the C-class
+    softmax formulas term by term, empty and all-pupil labels included."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 2, 20, 30) * 3
+    target = (torch.rand(3, 20, 30) > 0.8).long()
+    target[1], target[2] = 0, 1
+    weights, dist = torch.rand(3, 20, 30) * 10, torch.randn(3, 2, 20, 30)
+    probs, onehot = logits.softmax(dim=1), F.one_hot(target, 2).permute(0, 3, 1, 2).float()
+    area_weights = 1.0 / onehot.sum(dim=(2, 3)).clamp_min(1.0) ** 2
+    dice = (1 - (2 * (area_weights * (probs * onehot).sum(dim=(2, 3))).sum(1) + 1e-6) / ((area_weights * (probs + onehot).sum(dim=(2, 3))).sum(1) + 1e-6)).mean()
+    expected = {"ce": (F.cross_entropy(logits, target, reduction="none") * (1 + weights)).mean(), "dice": dice, "surface": ((probs - onehot) * dist).mean()}
+    got = CombinedLoss()(logits, target, weights, dist, alpha=0.3)
+    for name, value in expected.items():
+        assert got[name].item() == pytest.approx(value.item(), rel=1e-5, abs=1e-7), name
+    assert weighted_cross_entropy(logits, target, weights).item() == pytest.approx(expected["ce"].item(), rel=1e-5)
+    assert generalized_dice_loss(logits, target).item() == pytest.approx(expected["dice"].item(), rel=1e-5)
+    assert surface_loss(logits, target, dist).item() == pytest.approx(expected["surface"].item(), rel=1e-5, abs=1e-7)

@@ -25,7 +25,7 @@ def test_default_model_matches_the_documented_config():
     """Scenario: Default model"""
     model = TinyEfficientViTSeg()
     cfg = model.config
-    assert (cfg.embed_dims, cfg.depths, cfg.num_heads) == ((8, 16, 24), (1, 1, 1), (1, 1, 2))
+    assert (cfg.embed_dims, cfg.depths, cfg.num_heads) == ((8, 16, 24), (1, 1, 1), (0, 1, 2))
     assert count_parameters(model) < 60_000
     with torch.no_grad():
         out = model.eval()(torch.rand(1, 1, 400, 640))
@@ -37,8 +37,8 @@ def test_stride_four_head_resolves_inside_its_block():
     torch.manual_seed(0)
     model = build_model("tiny").eval()
     with torch.no_grad():
-        model.decoder.head_fine.weight.zero_()  # the stride-4 head alone
-        model.decoder.head_coarse.weight.normal_()
+        model.head.fine.weight.zero_()  # the stride-4 head alone
+        model.head.coarse.weight.normal_()
         logits = model(torch.rand(1, 1, 64, 96))[0, 1]
     blocks = logits.reshape(16, 4, 24, 4)  # (block row, row in block, block col, col in block)
     spread = blocks.amax(dim=(1, 3)) - blocks.amin(dim=(1, 3))
@@ -100,24 +100,39 @@ def test_cascaded_group_attention_feeds_each_head_the_previous_output():
         assert torch.allclose(attn(x3)[:, :4], before[:, :4])  # head 1 does not see head 2
 
 
-def test_decoder_uses_a_stride_two_skip():
+def test_stride_two_path_reads_local_contrast_of_the_image():
     """Scenario: High-resolution skip"""
     torch.manual_seed(0)
     model = build_model("tiny").eval()
     x = torch.rand(1, 1, 64, 64)
     with torch.no_grad():
-        model.decoder.head_fine.weight.normal_()  # untrained init may be near zero
+        model.head.fine.weight.normal_()  # untrained init may be near zero
         full = model(x)
-        model.decoder.head_fine.weight.zero_()
-        if model.decoder.head_fine.bias is not None:
-            model.decoder.head_fine.bias.zero_()
-        coarse = model(x)  # the stride-4 head alone: one value per 4x4 block before the softmax-free logits add up
+        brighter = model(x + 0.2)  # every gray level up: a zero-mean kernel sees no change
+        model.head.fine.weight.zero_()
+        coarse = model(x)  # the stride-4 head alone
+        coarse_brighter = model(x + 0.2)
+        poked = x.clone()
+        poked[0, 0, 33, 41] += 0.5
+        model.head.fine.weight.normal_()
+        moved = model(poked)[0, 1] - model(x)[0, 1]
     fine = (full - coarse)[0, 1]  # what the stride-2 path adds, (64, 64)
     assert fine.abs().max() > 1e-3  # it contributes ...
     blocks = fine.reshape(16, 4, 16, 4).permute(0, 2, 1, 3).reshape(-1, 16)
     assert (blocks - blocks.mean(1, keepdim=True)).abs().max() > 1e-3  # ... detail finer than the stride-4 blocks
-    features = model.encoder(x)
-    assert features[0].shape[-2:] == (32, 32)  # stride 2
+    inner = (slice(2, -2), slice(2, -2))  # away from the zero padding at the frame's border
+    assert torch.allclose((brighter - coarse_brighter)[0, 1][inner], fine[inner], atol=1e-5)  # ... from contrast, not the gray level
+    assert moved[32:34, 40:42].abs().max() > 1e-4  # one input pixel reaches the logits at that pixel
+    assert model.head.fine.stride == (2, 2)
+
+
+def test_two_class_heads_compute_one_logit_map():
+    """Scenario: Sub-pixel heads"""
+    model = build_model("tiny").eval()
+    with torch.no_grad():
+        logits = model(torch.rand(2, 1, 40, 56))
+    assert torch.equal(logits[:, 0], torch.zeros_like(logits[:, 0]))  # the background logit is the softmax's reference
+    assert model.head.coarse.out_channels == 16 and model.head.fine.out_channels == 4
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -165,7 +180,7 @@ def test_parity_check_catches_a_wrong_export():
     assert check_parity(model, data, (1, 1, 400, 640)) <= 1e-4
     shifted = copy.deepcopy(model)
     with torch.no_grad():
-        shifted.decoder.head_coarse.bias.add_(0.01)  # an export that lost a constant, say
+        shifted.head.coarse.bias.add_(0.01)  # an export that lost a constant, say
     with pytest.raises(AssertionError, match="differs from torch"):
         check_parity(shifted, data, (1, 1, 400, 640))
 

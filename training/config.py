@@ -45,8 +45,9 @@ class TrainConfig:
     alpha_decay_epochs: int = 0  # epochs over which alpha decays (0: all epochs)
     # runtime
     device: str = "auto"  # auto (cuda > mps > cpu) | cpu | cuda | cuda:N | mps
-    amp: bool = True  # mixed precision on CUDA (ignored elsewhere)
-    channels_last: bool = True  # channels_last memory format on CUDA (ignored elsewhere)
+    amp: bool = True  # mixed precision where it pays: float16/bfloat16 on CUDA, bfloat16 on CPUs with native bf16 when compiled
+    channels_last: bool = True  # channels_last memory format on CUDA and the CPU (ignored on MPS)
+    compile: str = "auto"  # torch.compile of forward + loss: auto (CUDA; CPU runs of >= 2,000 steps) | on | off
     seed: int = 42  # base seed; each DDP rank adds its rank
     # outputs
     output_dir: str = "runs"  # run directories are created below this
@@ -77,6 +78,8 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         if self.task not in {"segmentation", "ellipse"}:
             raise ValueError(f"task must be 'segmentation' or 'ellipse', not {self.task!r}")
+        if self.compile not in {"auto", "on", "off"}:
+            raise ValueError(f"compile must be 'auto', 'on' or 'off', not {self.compile!r}")
         if self.scheduler not in {"cosine", "plateau"}:
             raise ValueError(f"scheduler must be 'cosine' or 'plateau', not {self.scheduler!r}")
         for name in ("epochs", "batch_size"):

@@ -13,6 +13,7 @@ seed + rank and reads its DistributedSampler shard.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import datetime
 import logging
 import math
@@ -51,6 +52,7 @@ class Runtime:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    levers: "Levers" = None  # type: ignore[assignment]  # set by train() once the run's length is known
 
     @property
     def distributed(self) -> bool:
@@ -145,16 +147,135 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device, channels_las
     return out
 
 
-def _autocast(runtime: Runtime, cfg: TrainConfig):
-    enabled = cfg.amp and runtime.device.type == "cuda"
-    return torch.autocast(device_type=runtime.device.type, dtype=torch.float16, enabled=enabled)
+# ------------------------------------------------------------------------------------------ speed levers
+COMPILE_MIN_STEPS = 2000  # compile="auto" on the CPU: runs of at least this many steps (compiling costs ~1 min there)
+
+
+@dataclass(frozen=True)
+class Levers:
+    """How the training step runs on its device (`resolve_levers`): memory format, mixed precision, compilation."""
+
+    channels_last: bool = False
+    autocast_dtype: torch.dtype | None = None  # None: float32
+    compile: bool = False
+
+    def autocast(self, device: torch.device):
+        return torch.autocast(device_type=device.type, dtype=self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None)
+
+    def describe(self) -> str:
+        dtype = str(self.autocast_dtype).removeprefix("torch.") if self.autocast_dtype else "float32"
+        return f"{dtype}, {'channels_last' if self.channels_last else 'contiguous'}, {'compiled' if self.compile else 'eager'}"
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs with bfloat16 instructions (AVX512-BF16 or AMX), where bf16 convolutions are fast."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def resolve_levers(cfg: TrainConfig, device: torch.device, total_steps: int) -> Levers:
+    """The training step's levers for this device and run length (measured: benchmarks/train_speed.py).
+
+    - channels_last (cfg.channels_last) on CUDA and the CPU: the CPU step is ~1.3x faster with it (mkldnn's
+      depthwise and 1x1 kernels); MPS keeps the default layout.
+    - compile (cfg.compile): "auto" compiles forward + loss on CUDA, and on the CPU for runs of at least
+      COMPILE_MIN_STEPS steps (inductor takes ~40-75 s per process on a 2-core CPU: it pays after a few minutes);
+      never without a C compiler on the CPU (inductor needs one).
+    - mixed precision (cfg.amp): float16 on CUDA (bfloat16 where the GPU has it: no loss scaling needed), bfloat16
+      on CPUs with native bf16 when the step is compiled (eager bf16 is no faster there). The loss is float32.
+    """
+    compile_step = {"on": True, "off": False}.get(cfg.compile, device.type == "cuda" or (device.type == "cpu" and total_steps >= COMPILE_MIN_STEPS))
+    if compile_step and device.type == "cpu" and not _c_compiler():
+        log.warning("compile: no C compiler on this machine (inductor needs one); training runs eagerly")
+        print("note: no C compiler found (set CC or install gcc): training runs eagerly", flush=True)
+        compile_step = False
+    dtype = None
+    if cfg.amp and device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    elif cfg.amp and device.type == "cpu" and compile_step and cpu_has_native_bf16():
+        dtype = torch.bfloat16
+    return Levers(channels_last=cfg.channels_last and device.type in ("cpu", "cuda"), autocast_dtype=dtype, compile=compile_step)
+
+
+def _c_compiler() -> str | None:
+    import shutil
+
+    return shutil.which(os.environ.get("CC", "")) or shutil.which("gcc") or shutil.which("cc") or shutil.which("clang")
+
+
+class TrainStep:
+    """One optimization step on a batch already on the device: forward + loss (compiled as one graph when the levers
+    say so), backward (loss scaling for float16), gradient clipping, optimizer, weight average and a per-step
+    schedule. train_one_epoch and benchmarks/train_speed.py both run it.
+
+    Compilation is tried on the first full batch; if it fails (a missing compiler, an unsupported op) the run
+    warns once and goes on eagerly from the same step: nothing has been applied yet when compilation fails. A
+    batch of another size (the epoch's ragged last batch) runs eagerly instead of compiling a second graph.
+    """
+
+    def __init__(self, state: TrainState, task: Task, cfg: TrainConfig, levers: Levers, device: torch.device) -> None:
+        self.state, self.task, self.cfg, self.levers, self.device = state, task, cfg, levers, device
+        self.compiled = torch.compile(self._forward_loss) if levers.compile else None
+        self.compiled_shape: tuple[int, ...] | None = None  # the batch shape the compiled graph runs
+        self.verified = False  # the compiled graph has run forward and backward once
+
+    def _forward_loss(self, image: torch.Tensor, batch: dict[str, torch.Tensor], alpha: torch.Tensor):
+        with self.levers.autocast(self.device):
+            outputs = self.state.model(image)
+        return outputs, self.task.compute_loss(outputs, batch, alpha)  # in float32
+
+    def forward_loss(self, batch: dict[str, torch.Tensor], alpha: float):
+        alpha_tensor = torch.tensor(alpha, dtype=torch.float32, device=self.device)  # a tensor: no recompile when alpha moves
+        image = batch["image"]
+        if self.compiled is not None and self.compiled_shape in (None, tuple(image.shape)):
+            try:
+                result = self.compiled(image, batch, alpha_tensor)
+                self.compiled_shape = tuple(image.shape)
+                return result
+            except Exception as error:  # noqa: BLE001 - dynamo/inductor raise many types; eager is always correct
+                if self.verified:
+                    raise
+                self._give_up(error)
+        return self._forward_loss(image, batch, alpha_tensor)
+
+    def _give_up(self, error: Exception) -> None:
+        message = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+        log.warning("torch.compile failed (%s); training runs eagerly", message)
+        print(f"warning: torch.compile failed ({message}); training runs eagerly", flush=True)
+        self.compiled, self.compiled_shape = None, None
+
+    def __call__(self, batch: dict[str, torch.Tensor], alpha: float):
+        state, cfg = self.state, self.cfg
+        optimizer, scaler = state.optimizer, state.scaler
+        optimizer.zero_grad(set_to_none=True)
+        try:
+            outputs, losses = self.forward_loss(batch, alpha)
+            scaler.scale(losses["loss"]).backward()
+        except Exception as error:  # noqa: BLE001
+            if self.compiled is None or self.verified:
+                raise
+            self._give_up(error)  # the compiled backward failed on its first use: nothing is applied yet
+            optimizer.zero_grad(set_to_none=True)
+            outputs, losses = self.forward_loss(batch, alpha)
+            scaler.scale(losses["loss"]).backward()
+        self.verified = self.verified or self.compiled_shape is not None
+        if cfg.grad_clip > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        if state.ema is not None:
+            state.ema.update(state.model)
+        if state.scheduler is not None and cfg.scheduler == "cosine":
+            state.scheduler.step()
+        return outputs, losses
 
 
 def train_one_epoch(state: TrainState, loader, task: Task, alpha: float, cfg: TrainConfig, runtime: Runtime, epoch: int,
-                    augmenter: BatchAugmenter | None = None) -> dict[str, float]:
+                    augmenter: BatchAugmenter | None = None, step: TrainStep | None = None) -> dict[str, float]:
     from tqdm import tqdm
 
-    model, optimizer, scheduler, scaler, ema = state.model, state.optimizer, state.scheduler, state.scaler, state.ema
+    model = state.model
+    step = step or TrainStep(state, task, cfg, runtime.levers, runtime.device)
     model.train()
     if cfg.freeze_bn:
         for module in model.modules():
@@ -163,24 +284,10 @@ def train_one_epoch(state: TrainState, loader, task: Task, alpha: float, cfg: Tr
     meter = task.new_meter()
     sums: dict[str, float] = {}
     samples = 0
-    channels_last = cfg.channels_last and runtime.device.type == "cuda"
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False, disable=not runtime.is_main or None)
     for batch in bar:
-        batch = to_device(batch, runtime.device, channels_last, augmenter, epoch, task.label_maps)
-        with _autocast(runtime, cfg):
-            outputs = model(batch["image"])
-        losses = task.compute_loss(outputs, batch, alpha)  # in float32
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(losses["loss"]).backward()
-        if cfg.grad_clip > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        if ema is not None:
-            ema.update(model)
-        if scheduler is not None and cfg.scheduler == "cosine":
-            scheduler.step()
+        batch = to_device(batch, runtime.device, runtime.levers.channels_last, augmenter, epoch, task.label_maps)
+        outputs, losses = step(batch, alpha)
         batch_size = batch["image"].shape[0]
         samples += batch_size
         for key, value in losses.items():
@@ -208,10 +315,11 @@ def validate(model, loader, task: Task, alpha: float, cfg: TrainConfig, runtime:
     meter = task.new_meter()
     sums: dict[str, float] = {}
     samples = 0
-    channels_last = cfg.channels_last and runtime.device.type == "cuda"
+    levers = runtime.levers or Levers()
+    amp = levers if runtime.device.type == "cuda" else Levers()  # eager float32 on the CPU (bf16 pays only compiled)
     for batch in loader:
-        batch = to_device(batch, runtime.device, channels_last, label_maps=task.label_maps)
-        with _autocast(runtime, cfg):
+        batch = to_device(batch, runtime.device, levers.channels_last, label_maps=task.label_maps)
+        with amp.autocast(runtime.device):
             outputs = model(batch["image"])
         outputs = outputs.float() if torch.is_tensor(outputs) else outputs
         losses = task.compute_loss(outputs, batch, alpha)
@@ -264,7 +372,9 @@ def train(cfg: TrainConfig, on_checkpoint: Callable[[Path], None] | None = None)
     run_dir, run_name = resolve_run_dir(cfg, task)
     checkpoint = resume_checkpoint(cfg.resume, run_dir, cfg.model_variant)
     data = build_data(cfg, runtime)
+    runtime = dataclasses.replace(runtime, levers=resolve_levers(cfg, runtime.device, cfg.epochs * len(data.train_loader)))
     state = build_state(cfg, task, runtime, len(data.train_loader), checkpoint)
+    step = TrainStep(state, task, cfg, runtime.levers, runtime.device)
     saver = CheckpointSaver(run_dir, cfg.to_dict(), runtime.world_size, on_checkpoint)
     report = open_report(cfg, task, run_dir, run_name, state, data, runtime, resumed=checkpoint is not None) if runtime.is_main else None
     onnx_path = run_dir / task.onnx_name
@@ -273,7 +383,7 @@ def train(cfg: TrainConfig, on_checkpoint: Callable[[Path], None] | None = None)
         data.sampler.set_epoch(epoch)
         alpha = alpha_schedule(epoch, cfg.epochs, cfg.alpha_start, cfg.alpha_end, cfg.alpha_decay_epochs)
         lr = state.optimizer.param_groups[0]["lr"]
-        metrics = train_one_epoch(state, data.train_loader, task, alpha, cfg, runtime, epoch, data.augmenter)
+        metrics = train_one_epoch(state, data.train_loader, task, alpha, cfg, runtime, epoch, data.augmenter, step)
         state.epoch = epoch
         stop = end_of_epoch(state, metrics, data, task, cfg, runtime, saver, report, onnx_path, alpha, lr, start) if runtime.is_main else False
         stop = sync_ranks(state, stop, cfg, runtime)
@@ -326,10 +436,11 @@ def build_state(cfg: TrainConfig, task: Task, runtime: Runtime, steps_per_epoch:
     checkpoint when resuming, then wrapped for DDP."""
     model = task.build_model(cfg.model_variant, pretrained=True) if cfg.pretrained else task.build_model(cfg.model_variant)
     model = model.to(runtime.device)
-    if cfg.channels_last and runtime.device.type == "cuda":
+    levers = runtime.levers or Levers()
+    if levers.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scaler = torch.amp.GradScaler(runtime.device.type, enabled=cfg.amp and runtime.device.type == "cuda")
+    scaler = torch.amp.GradScaler(runtime.device.type, enabled=levers.autocast_dtype == torch.float16)  # bfloat16 needs no loss scaling
     # Rank 0 keeps the weight average (every rank holds the same weights after a step).
     ema = ModelEma(model, cfg.ema_decay) if cfg.ema_decay > 0 and runtime.is_main else None
     state = TrainState(model, optimizer, build_scheduler(cfg, optimizer, steps_per_epoch), scaler, ema)
@@ -358,7 +469,7 @@ def open_report(cfg: TrainConfig, task: Task, run_dir: Path, run_name: str, stat
             described = describe_split(cfg.dataset, split, dataset.source)
             columns = {key: f"{str(value.dtype).removeprefix('torch.')}{list(value.shape)}" for key, value in dataset[0].items() if key != "index"}
             report.tracker.log_dataset(**{**described, "rows": len(dataset)}, context=context, columns=columns)
-    print(f"run {run_name}: {task.model_type}-{cfg.model_variant} ({params:,} params) on {runtime.device} x{runtime.world_size}, "
+    print(f"run {run_name}: {task.model_type}-{cfg.model_variant} ({params:,} params) on {runtime.device} x{runtime.world_size} ({runtime.levers.describe()}), "
           f"{len(data.train_set)} train / {len(data.valid_set)} valid samples, epochs {state.epoch + 2}..{cfg.epochs} -> {run_dir}", flush=True)
     return report
 
