@@ -112,3 +112,28 @@ def test_predict_classes_equals_argmax_including_ties():
     assert torch.equal(predict_classes(logits), logits.argmax(dim=1))
     three = torch.randn(1, 3, 4, 4)
     assert torch.equal(predict_classes(three), three.argmax(dim=1))
+
+
+def _disc(radius: float, centre=(50.3, 50.7), size: int = 101) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    return (((xx - centre[0]) ** 2 + (yy - centre[1]) ** 2) <= radius * radius).astype(np.uint8)
+
+
+def test_boundary_offset_is_signed_and_in_pixels():
+    """Scenario: Boundary offset and area ratio"""
+    from training.metrics import area_ratio, boundary_offset
+
+    label = _disc(20)
+    assert boundary_offset(label, label) == 0.0
+    for grown in (1, 2, 4):
+        # within ~10 % on a pixel grid (edge pixels of a digital disc do not all sit half a pixel inside its edge)
+        assert boundary_offset(_disc(20 + grown), label) == pytest.approx(grown, rel=0.12)  # too big: +
+        assert boundary_offset(_disc(20 - grown), label) == pytest.approx(-grown, rel=0.12)  # too small: -
+    square, bigger = np.zeros((40, 40), np.uint8), np.zeros((40, 40), np.uint8)
+    square[10:20, 10:20], bigger[9:21, 9:21] = 1, 1
+    assert boundary_offset(bigger, square) == pytest.approx(1.0, abs=0.05) == -boundary_offset(square, bigger)
+    shifted = np.roll(label, 3, axis=1)  # the right size in the wrong place: no net offset
+    assert abs(boundary_offset(shifted, label)) < 0.3
+    assert math.isnan(boundary_offset(np.zeros_like(label), label)) and math.isnan(boundary_offset(label, np.zeros_like(label)))
+    assert area_ratio(_disc(40), _disc(20)) == pytest.approx(4.0, rel=0.05)
+    assert math.isnan(area_ratio(label, np.zeros_like(label)))

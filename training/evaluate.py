@@ -35,7 +35,7 @@ import numpy as np
 from training import preprocess
 from training.data import BadInput, iter_frames
 from training.inference import ModelLoadError, Predictor, add_postprocess_option, latency_ms, load_predictor, predict_frame, pupil_mask
-from training.metrics import SegmentationMeter, binary_iou, center_error, center_statistics, scores_from_confusion
+from training.metrics import SegmentationMeter, area_ratio, binary_iou, boundary_offset, center_error, center_statistics, scores_from_confusion
 from training.visualize import LABEL_COLOR, PREDICTION_COLOR, outline
 
 log = logging.getLogger("training.evaluate")
@@ -79,6 +79,7 @@ def evaluate_model(model: str | os.PathLike | Predictor, data: str | os.PathLike
         meter.update(predicted, frame.mask)
         error = center_error(predicted, frame.mask)
         rows.append({"filename": frame.name, "pupil_iou": binary_iou(predicted, frame.mask), "center_error_px": error,
+                     "boundary_offset_px": boundary_offset(predicted, frame.mask), "area_ratio": area_ratio(predicted, frame.mask),
                      "label_pixels": int(frame.mask.sum()), "predicted_pixels": int(predicted.sum()), "pupil_size": pupil_size_bin(frame.mask)})
         keep.append((rows[-1]["pupil_iou"], frame.name, frame.image, frame.mask, predicted))
         keep = sorted(keep, key=lambda item: item[0])[:worst_k]  # only the k worst frames stay in memory
@@ -94,6 +95,7 @@ def evaluate_model(model: str | os.PathLike | Predictor, data: str | os.PathLike
         "miou": scores["miou"], "dice": scores["dice"], "pixel_accuracy": scores["pixel_accuracy"],
         "precision": scores["precision"], "recall": scores["recall"],
         **center_statistics([row["center_error_px"] for row in rows]),
+        **boundary_statistics(rows),
         "by_pupil_size": _by_size(rows),
         "confusion_matrix": meter.matrix.tolist(),
         "onnx_bytes": len(predictor.onnx_bytes),
@@ -106,6 +108,18 @@ def evaluate_model(model: str | os.PathLike | Predictor, data: str | os.PathLike
     return report
 
 
+def boundary_statistics(rows: list[dict]) -> dict[str, float]:
+    """Mean and median signed boundary offset (px on the frame's grid, + = predicted pupil too big) and median area
+    ratio (predicted / label) over the frames where both the label and the prediction hold a pupil."""
+    offsets = np.array([row["boundary_offset_px"] for row in rows], dtype=np.float64)
+    ratios = np.array([row["area_ratio"] for row in rows], dtype=np.float64)
+    both = np.isfinite(offsets)
+    if not both.any():
+        return {"boundary_offset_mean": float("nan"), "boundary_offset_median": float("nan"), "area_ratio_median": float("nan")}
+    return {"boundary_offset_mean": float(offsets[both].mean()), "boundary_offset_median": float(np.median(offsets[both])),
+            "area_ratio_median": float(np.median(ratios[both]))}
+
+
 def _by_size(rows: list[dict]) -> dict[str, dict[str, float]]:
     out = {}
     names = [_bin_name(low, high) for low, high in SIZE_BINS] + ["none"]
@@ -113,7 +127,8 @@ def _by_size(rows: list[dict]) -> dict[str, dict[str, float]]:
         chosen = [row for row in rows if row["pupil_size"] == name]
         if chosen:
             out[name] = {"frames": len(chosen), "pupil_iou_mean": float(np.mean([r["pupil_iou"] for r in chosen])),
-                         **{k: v for k, v in center_statistics([r["center_error_px"] for r in chosen]).items() if k in ("detection_rate", "center_error_median")}}
+                         **{k: v for k, v in center_statistics([r["center_error_px"] for r in chosen]).items() if k in ("detection_rate", "center_error_median")},
+                         **boundary_statistics(chosen)}
     return out
 
 
@@ -166,15 +181,17 @@ def _markdown(report: dict[str, Any]) -> str:
     lines = [f"# Evaluation of `{Path(report['model']).name}`", "", f"Data: `{report['data']}` (split {report['split']}, {report['frames']} frames)", "",
              "| metric | value |", "|---|---|"]
     keys = ["pupil_iou_mean", "pupil_iou_median", "pupil_iou_split", "miou", "dice", "pixel_accuracy", "precision", "recall",
-            "center_error_median", "center_error_p95", "detection_rate", "latency_ms_1_thread", "latency_ms_all_threads", "onnx_bytes"]
+            "center_error_median", "center_error_p95", "detection_rate", "boundary_offset_mean", "boundary_offset_median", "area_ratio_median",
+            "latency_ms_1_thread", "latency_ms_all_threads", "onnx_bytes"]
     for key in keys:
         if key in report:
             value = report[key]
             lines.append(f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
     if report.get("by_pupil_size"):
         lines += ["", "By pupil size (equivalent diameter of the label on the frame's own grid):", "",
-                  "| pupil size | frames | pupil IoU mean | detection@5px |", "|---|---|---|---|"]
-        lines += [f"| {name} | {row['frames']} | {row['pupil_iou_mean']:.4f} | {row['detection_rate']:.3f} |" for name, row in report["by_pupil_size"].items()]
+                  "| pupil size | frames | pupil IoU mean | detection@5px | boundary offset px (mean) | area ratio (median) |", "|---|---|---|---|---|---|"]
+        lines += [f"| {name} | {row['frames']} | {row['pupil_iou_mean']:.4f} | {row['detection_rate']:.3f} | {row['boundary_offset_mean']:+.2f} | {row['area_ratio_median']:.2f} |"
+                  for name, row in report["by_pupil_size"].items()]
     if report.get("bad_inputs"):
         lines += ["", f"{report['bad_inputs']} bad input(s) left out:"] + [f"- {message}" for message in report["bad_input_messages"]]
     if report.get("frames_below_min_pupil_px"):
@@ -182,6 +199,9 @@ def _markdown(report: dict[str, Any]) -> str:
     lines += ["", f"Predicted mask: {POSTPROCESS_TEXT[report['postprocess']]}.",
               "Centre errors use the centre of an ellipse fitted to the largest predicted region; a frame with no",
               "predicted pupil counts as a miss (infinite error). Detection rate: share of frames within 5 px.",
+              "Boundary offset: mean signed distance of the predicted pupil's edge from the label's, in pixels of the frame's",
+              "own grid (+ = predicted too big, - = too small); area ratio: predicted / labelled pupil area. Both over the frames",
+              "where label and prediction hold a pupil.",
               "", "![confusion matrix](confusion_matrix.png)", ""]
     return "\n".join(lines)
 
@@ -198,7 +218,8 @@ def log_to_mlflow(report: dict[str, Any], output_dir: Path, run_id: str, trackin
     client.log_artifacts(run_id, str(output_dir), "evaluation")
 
 
-SUMMARY_KEYS = ("frames", "pupil_iou_mean", "pupil_iou_median", "detection_rate", "center_error_median", "precision", "recall", "bad_inputs")
+SUMMARY_KEYS = ("frames", "pupil_iou_mean", "pupil_iou_median", "detection_rate", "center_error_median", "precision", "recall",
+                "boundary_offset_mean", "area_ratio_median", "bad_inputs")
 
 
 def summary_table(reports: dict[str, dict[str, Any]]) -> str:
@@ -243,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                 log_to_mlflow(report, out, args.mlflow_run_id, args.tracking_uri)
             print(f"{name}: pupil IoU mean {report['pupil_iou_mean']:.4f} median {report['pupil_iou_median']:.4f} | mIoU {report['miou']:.4f} | "
                   f"centre error median {report['center_error_median']:.2f} px, detection@5px {report['detection_rate']:.3f} | "
+                  f"boundary offset {report['boundary_offset_mean']:+.2f} px | "
                   f"latency {report.get('latency_ms_1_thread', float('nan')):.2f} ms (1 thread) | {report['bad_inputs']} bad inputs -> {out / 'report.md'}")
     except (FileNotFoundError, ValueError, BadInput, ModelLoadError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -116,6 +116,44 @@ def center_error(pred_mask: np.ndarray, true_mask: np.ndarray, method: str = "el
     return float(np.hypot(pred_center[0] - true_center[0], pred_center[1] - true_center[1]))
 
 
+def boundary_offset(pred_mask: np.ndarray, true_mask: np.ndarray) -> float:
+    """Signed boundary offset in pixels: how far the predicted pupil's edge lies outside the label's (+ = too big,
+    - = too small), NaN when either mask is empty.
+
+    The mean of two directed offsets: each predicted edge pixel against the label, and each label edge pixel against
+    the prediction (sign flipped), so a prediction that is the label grown by k pixels scores k either way. An edge
+    pixel's offset is its signed distance to the other mask's edge (outside: distance to the nearest pixel of the
+    mask; inside: minus the distance to the nearest pixel outside it), shifted by half a pixel so that identical
+    masks score 0 (the edge lies half a pixel beyond its pixels' centres). On a pixel grid it reads within ~10 % of
+    the true offset (digital discs grown by 1, 2, 4 px: 0.92, 1.85, 3.81).
+    """
+    pred, true = np.asarray(pred_mask) > 0, np.asarray(true_mask) > 0
+    if not pred.any() or not true.any():
+        return float("nan")
+    return 0.5 * (_directed_offset(pred, true) - _directed_offset(true, pred))
+
+
+def _directed_offset(edge_of: np.ndarray, against: np.ndarray) -> float:
+    """Mean offset of the edge pixels of `edge_of` from the edge of `against` (+ = outside it); both non-empty."""
+    import cv2
+
+    from training.preprocess import exact_distance
+
+    region = edge_of.astype(np.uint8)
+    edge = region - cv2.erode(region, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    inside = against.astype(np.uint8)
+    to_against = exact_distance(1 - inside)  # outside `against`: distance to its nearest pixel (0 inside)
+    to_outside = exact_distance(np.pad(inside, 1))[1:-1, 1:-1]  # inside: distance to the nearest pixel outside (the frame's border counts as outside)
+    signed = np.where(against, 0.5 - to_outside, to_against - 0.5)
+    return float(signed[edge > 0].mean()) + 0.5
+
+
+def area_ratio(pred_mask: np.ndarray, true_mask: np.ndarray) -> float:
+    """Predicted pupil area / labelled pupil area (1: the right size); NaN when the label is empty."""
+    true_area = int(np.count_nonzero(true_mask))
+    return float(np.count_nonzero(pred_mask)) / true_area if true_area else float("nan")
+
+
 def center_statistics(errors: list[float] | np.ndarray, radius: float = DETECTION_RADIUS_PX) -> dict[str, float]:
     """Mean/median/p95 centre error (misses count as inf in the percentiles) and detection rate within radius."""
     errors = np.asarray([e for e in errors if not np.isnan(e)], dtype=np.float64)
