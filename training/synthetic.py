@@ -56,6 +56,12 @@ FAMILIES = {"openeds": 0.30, "closeup": 0.15, "offaxis": 0.30, "face": 0.25}  # 
 IRIS_RADIUS = {"openeds": (80, 125), "closeup": (130, 230), "offaxis": (30, 80), "face": (12, 30)}  # px in the 640x400 frame
 CONTENT_SHAPES = ((HEIGHT, WIDTH), (HEIGHT, 300), (HEIGHT, HEIGHT), (HEIGHT, 533), (360, WIDTH))  # landscape, portrait 3:4, square, 4:3, 16:9
 VEIL_P, VEIL_LIFT = 0.35, (20.0, 130.0)  # share of non-OpenEDS frames whose black level is lifted, and by how much (gray)
+# Drawn from a second stream per frame ([seed, 4, index]), so that the first stream and every frame without them stay as
+# they were: a darker pupillary zone of the iris, and glints just outside the pupil's rim (not pupil in the label).
+PUPILLARY_ZONE_P = 0.5  # share of non-OpenEDS frames whose iris darkens toward the pupil
+PUPILLARY_ZONE_DEPTH = (0.15, 0.6)  # darkening at the pupil's edge, as a share of the iris-pupil contrast
+PUPILLARY_ZONE_WIDTH = (0.1, 0.5)  # 1/e width, as a share of the iris ring (iris radius - pupil radius)
+RIM_GLINT_P = 0.35  # share of non-OpenEDS frames with 1-2 glints just outside the pupil's rim
 SUBPIXEL = 4  # fixed-point bits for cv2 drawing
 ONE = 1 << SUBPIXEL
 
@@ -234,14 +240,15 @@ def render_frame(seed: int, index: int, subject: int, family: str | None = None)
     """One (image, label) pair, both uint8 HEIGHT x WIDTH; a pure function of (seed, index, subject[, family])."""
     traits = subject_traits(seed, subject, family)
     rng = np.random.default_rng([seed, 2, index])
+    extra = np.random.default_rng([seed, 4, index])  # appearance added later (PUPILLARY_ZONE_P, RIM_GLINT_P)
     cv2.setRNGSeed(int(rng.integers(2**31)))  # cv2.randn (sensor and pupil noise) is seeded per frame too
     eye = draw_geometry(traits, rng)
     label = draw_label(eye)
     levels = draw_levels(traits, rng)
     image = paint_skin(eye, levels, traits, rng)
-    image = paint_eye(image, eye, levels, traits, rng)
+    image = paint_eye(image, eye, levels, traits, rng, extra)
     image, shading = add_distractors(image, eye, levels, traits, rng)
-    image = apply_optics(image, shading, eye, traits, rng)
+    image = apply_optics(image, shading, eye, traits, rng, extra)
     image = apply_sensor(image, traits, rng)
     return _letterbox(image, label, traits, rng)
 
@@ -348,9 +355,13 @@ def paint_skin(eye: Eye, levels: Levels, traits: Subject, rng: np.random.Generat
     return image
 
 
-def paint_eye(image: np.ndarray, eye: Eye, levels: Levels, traits: Subject, rng: np.random.Generator) -> np.ndarray:
-    """Sclera, iris (limbal ring, texture) and pupil composed inside the opening's bounding box; the upper lid
-    shades the top of the eye."""
+def paint_eye(image: np.ndarray, eye: Eye, levels: Levels, traits: Subject, rng: np.random.Generator, extra: np.random.Generator | None = None) -> np.ndarray:
+    """Sclera, iris (limbal ring, texture, often a darker pupillary zone) and pupil composed inside the opening's
+    bounding box; the upper lid shades the top of the eye.
+
+    The pupillary zone: real irises are often darker near the pupil than further out, so the dark region around a
+    pupil is larger than the pupil and its outer edge is soft. The label stays the pupil's ellipse: the pupil is the
+    dark core with the sharp edge, not everything dark."""
     if not eye.is_open:
         return image
     openeds = traits.family == "openeds"
@@ -380,6 +391,8 @@ def paint_eye(image: np.ndarray, eye: Eye, levels: Levels, traits: Subject, rng:
             theta = cv2.phase(ix, iy)  # radians, 4x faster than np.arctan2
             spokes = sum(np.sin(theta * k + rng.uniform(0, 2 * np.pi)) * rng.uniform(0.3, 1.0) for k in (23, 37, 61))
             iris += traits.iris_texture * 0.5 * spokes * (0.5 + np.minimum(rad, 1.2)) + _smooth_field(rng, (12, 12), traits.iris_texture * 0.4, inner_open.shape)
+        if extra is not None and not openeds and extra.random() < PUPILLARY_ZONE_P:
+            iris = iris - _pupillary_zone(eye, levels, xx[iy0:iy1, ix0:ix1], yy[iy0:iy1, ix0:ix1], extra)
         inner = _blend(region[ibox], alpha_iris * inner_open, iris)
         alpha_pupil = np.zeros_like(inner_open)
         _ellipse(alpha_pupil, (px - ix0, py - iy0), eye.pupil_axes, eye.angle, 1.0)
@@ -394,6 +407,19 @@ def paint_eye(image: np.ndarray, eye: Eye, levels: Levels, traits: Subject, rng:
     region *= 1.0 - rng.uniform(0.1, 0.45) * shade * alpha_open
     image[box] = region
     return image
+
+
+def _pupillary_zone(eye: Eye, levels: Levels, xs: np.ndarray, ys: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """How much darker the iris is at (xs, ys): depth x (iris - pupil) at the pupil's edge, falling off outward as
+    exp(-distance / width)."""
+    (px, py), (a, b) = eye.pupil, eye.pupil_axes
+    cos_a, sin_a = math.cos(math.radians(eye.angle)), math.sin(math.radians(eye.angle))
+    dx, dy = xs - px, ys - py
+    q = np.sqrt(((dx * cos_a + dy * sin_a) / a) ** 2 + ((dy * cos_a - dx * sin_a) / b) ** 2)  # 1 on the pupil's edge
+    outside = np.maximum(q - 1.0, 0.0) * (0.5 * (a + b))  # ~px beyond the pupil's edge
+    depth = rng.uniform(*PUPILLARY_ZONE_DEPTH) * (levels.iris - levels.pupil)
+    width = max(1.5, rng.uniform(*PUPILLARY_ZONE_WIDTH) * (eye.r_iris - eye.pupil_radius))
+    return (depth * np.exp(-outside / width)).astype(np.float32)
 
 
 def add_distractors(image: np.ndarray, eye: Eye, levels: Levels, traits: Subject, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -464,9 +490,10 @@ def add_distractors(image: np.ndarray, eye: Eye, levels: Levels, traits: Subject
     return image, shading
 
 
-def apply_optics(image: np.ndarray, shading: np.ndarray, eye: Eye, traits: Subject, rng: np.random.Generator) -> np.ndarray:
+def apply_optics(image: np.ndarray, shading: np.ndarray, eye: Eye, traits: Subject, rng: np.random.Generator, extra: np.random.Generator | None = None) -> np.ndarray:
     """Fresnel rings (VR lenses), the shading, eyeglass reflections and rims, defocus and motion blur, then glints
-    (corneal reflections of the light: a ring of them, some on the pupil's rim or inside it, a large saturated one)."""
+    (corneal reflections of the light: a ring of them, some on the pupil's rim or inside it, a large saturated one,
+    and often 1-2 just outside the rim: the label is the pupil's ellipse, so they are not pupil)."""
     h, w = eye.height, eye.width
     openeds = traits.family == "openeds"
     half_width, lid_open, r_iris, roll = eye.half_width, eye.lid_open, eye.r_iris, eye.roll
@@ -517,6 +544,12 @@ def apply_optics(image: np.ndarray, shading: np.ndarray, eye: Eye, traits: Subje
             bx_, by_ = px + rng.uniform(-spread, spread) * pupil_axes[0], py + rng.uniform(-spread, spread) * pupil_axes[1]
             size = rng.uniform(8, 16) if openeds else pupil_radius * rng.uniform(0.2, 0.6)
             _ellipse(glints, (bx_, by_), (size / 2, size / 2 * rng.uniform(0.7, 1.0)), rng.uniform(0, 180), 1.0)
+        if extra is not None and not openeds and extra.random() < RIM_GLINT_P:  # just outside the rim, touching it or nearly
+            for _ in range(int(extra.integers(1, 3))):
+                a, radius = extra.uniform(0, 2 * np.pi), max(0.8, pupil_radius * extra.uniform(0.08, 0.35))
+                out = 1.0 + radius * extra.uniform(0.3, 1.3) / pupil_radius  # the glint's centre, in pupil radii
+                _ellipse(glints, (px + out * pupil_axes[0] * math.cos(a), py + out * pupil_axes[1] * math.sin(a)), (radius, radius * extra.uniform(0.7, 1.0)),
+                         extra.uniform(0, 180), 1.0)
         glints = cv2.GaussianBlur(glints, (0, 0), 0.8)
         image = _blend_sparse(image, np.clip(glints, 0, 1), rng.uniform(215, 255) if openeds else rng.uniform(150, 255))
 
