@@ -74,7 +74,7 @@ def test_every_user_command_has_a_console_entry_point_with_help():
     import sys
 
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    expected = {"synthetic", "precompute", "train", "train-ellipse", "evaluate", "predict", "quantize", "pretrain", "demo"}
+    expected = {"synthetic", "precompute", "train", "train-ellipse", "evaluate", "predict", "quantize", "pretrain", "finetune", "demo"}
     assert {name.removeprefix("visionassist-") for name in scripts} == expected
     bin_dir = Path(sys.executable).parent
     readme = (ROOT / "README.md").read_text()

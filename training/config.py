@@ -19,7 +19,8 @@ DEFAULT_HF_REPO = "Conner/sddec25-01"
 @dataclass
 class TrainConfig:
     # data
-    dataset: str = DEFAULT_HF_REPO  # HF repo id, precompute output (<dir>/dataset) or raw OpenEDS folder
+    dataset: str = DEFAULT_HF_REPO  # HF repo id, precompute output (<dir>/dataset), raw OpenEDS folder, or your frames (images/ + masks/)
+    val_dataset: str = ""  # validate on this source instead (frames folder: all its frames; others: their validation split)
     task: str = "segmentation"  # segmentation | ellipse
     limit: int = 0  # use at most this many samples per split (0: all)
     augment: bool = True  # synchronized flip/affine/photometric augmentation on the training split
@@ -29,6 +30,7 @@ class TrainConfig:
     # model
     model_variant: str = "tiny"  # a key of training.models.VARIANTS (or ELLIPSE_VARIANTS for task=ellipse)
     pretrained: bool = False  # start from the shipped synthetic-trained weights (training/weights/) to fine-tune
+    init_from: str = ""  # start from these weights instead: a .pt training checkpoint or state_dict of model_variant (fine-tuning)
     # optimisation
     epochs: int = 30  # maximum number of epochs
     batch_size: int = 8  # per process
@@ -91,7 +93,9 @@ class TrainConfig:
             raise ValueError(f"crop must be 'HxW' with both sides >= 32 (and augmentation on), not {self.crop!r}")
         if self.crop and self.task != "segmentation":
             raise ValueError("crop trains the segmentation task only (the ellipse head regresses whole-frame coordinates)")
-        if self.pretrained and self.task != "segmentation":
+        if self.init_from and not self.init_from.endswith((".pt", ".pth")):
+            raise ValueError(f"init_from must be a .pt checkpoint or state_dict (an ONNX file cannot be trained), not {self.init_from!r}")
+        if (self.pretrained or self.init_from) and self.task != "segmentation":
             raise ValueError("pretrained weights ship for the segmentation task only")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1) (0: off), not {self.ema_decay}")

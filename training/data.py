@@ -220,6 +220,99 @@ class BadInput(ValueError):
     """A raw file that cannot be used; the message names the file and what is wrong."""
 
 
+# ------------------------------------------------------------------------------- images/ + masks/ folders
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+VALIDATION_SHARE = 0.2  # of the people in a folder without --val-dataset
+
+
+def is_frames_folder(path: Path) -> bool:
+    """A folder of your own frames: images/ (any size) and masks/ (a PNG per image, same stem, pupil = non-zero)."""
+    return (path / "images").is_dir() and (path / "masks").is_dir()
+
+
+def frame_pairs(root: Path) -> list[tuple[Path, Path]]:
+    """(image, mask) paths of an images/ + masks/ folder, sorted by name: masks/<image stem>.png (it may not exist:
+    a bad input for the caller to report). The one listing that training, precompute and evaluate share."""
+    names = sorted(name for name in os.listdir(root / "images") if name.lower().endswith(IMAGE_SUFFIXES))
+    return [(root / "images" / name, root / "masks" / f"{Path(name).stem}.png") for name in names]
+
+
+def read_frame_pair(image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A frame (grayscale uint8, any size) and its pupil mask (uint8, pupil = 1 wherever the PNG is non-zero);
+    raises BadInput naming the file."""
+    image = cv2.imread(str(image_path), cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        raise BadInput(f"{image_path}: not a readable image")
+    mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE) if mask_path.is_file() else None
+    if mask is None:
+        raise BadInput(f"{mask_path}: missing or unreadable mask for {image_path.name}")
+    if mask.shape != image.shape:
+        raise BadInput(f"{mask_path}: mask shape {mask.shape} does not match the image {image.shape}")
+    return image, (mask > 0).astype(np.uint8)
+
+
+def person_of(filename: str) -> str:
+    """Whose frame: the file name's part before the first underscore (`alice_0001.png` -> `alice`); the whole stem
+    when it has none (each such frame is its own person). Splits keep a person's frames on one side."""
+    return Path(filename).stem.split("_")[0]
+
+
+def grouped_split(names: list[str], seed: int = 0, share: float = VALIDATION_SHARE) -> dict[str, str]:
+    """name -> "train" | "validation": a seeded `share` of the people (person_of) validate, at least one, and every
+    frame of a person is on the same side. With one person there is no one to hold out: `share` of the frames
+    (at least one) validate instead, and the caller says so."""
+    people = sorted({person_of(name) for name in names})
+    rng = np.random.default_rng([seed, 7])
+    if len(people) >= 2:
+        held = set(rng.permutation(people)[: max(1, round(share * len(people)))].tolist())
+        return {name: "validation" if person_of(name) in held else "train" for name in names}
+    if len(names) < 2:
+        return {name: "train" for name in names}
+    held = set(rng.permutation(sorted(names))[: max(1, round(share * len(names)))].tolist())
+    return {name: "validation" if name in held else "train" for name in names}
+
+
+class FramesSplit(Dataset):
+    """Your own frames (images/ + masks/, any size) as dataset rows: gamma + CLAHE at the frame's size, letterboxed
+    to the model input with its mask (preprocess.frame_sample), exactly what precompute writes for them. `split`:
+    "train" or "validation" of grouped_split, or "all". Unreadable or mismatched files and frames without a pupil
+    are found when the split is opened: named in a warning, counted (`bad`, `empty`) and left out."""
+
+    def __init__(self, root: Path, split: str = "all", columns: list[str] | None = None, seed: int = 0) -> None:
+        if not is_frames_folder(root):
+            raise FileNotFoundError(f"{root}: expected images/ and masks/ folders")
+        self.root, self.maps = root, columns is None or "dist_map" in columns
+        pairs = frame_pairs(root)
+        if not pairs:
+            raise FileNotFoundError(f"{root / 'images'}: no images ({', '.join(IMAGE_SUFFIXES)})")
+        sides = grouped_split([image.name for image, _ in pairs], seed) if split != "all" else {}
+        if split != "all" and len({person_of(image.name) for image, _ in pairs}) == 1:
+            log.warning("%s: every frame is of one person (file name prefix %r): validating on some of its frames, not on another person; "
+                        "pass a validation folder for an honest figure", root, person_of(pairs[0][0].name))
+        self.items, self.bad, self.empty = [], [], 0
+        for image_path, mask_path in pairs:
+            if split != "all" and sides[image_path.name] != split:
+                continue
+            try:
+                image, mask = read_frame_pair(image_path, mask_path)
+            except BadInput as error:
+                log.warning("skipped bad input: %s", error)
+                self.bad.append(str(error))
+                continue
+            if mask.any():
+                self.items.append((image_path, mask_path))
+            else:
+                self.empty += 1
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image_path, mask_path = self.items[index]
+        image, mask = read_frame_pair(image_path, mask_path)
+        return {**preprocess.frame_sample(image, mask, maps=self.maps), "filename": image_path.name, "subject": person_of(image_path.name)}
+
+
 def read_raw_pair(image_path: Path, label_path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Reads and checks one raw frame and its 4-class label; raises BadInput naming the file."""
     image = cv2.imread(str(image_path), cv2.IMREAD_UNCHANGED)
@@ -251,15 +344,18 @@ def subject_of(filename: str) -> str:
 
 
 def resolve_source(spec: str) -> tuple[str, Path | str]:
-    """('parquet', dir) | ('raw', dir) | ('hub', repo_id) for a --dataset value."""
+    """('frames', dir) | ('parquet', dir) | ('raw', dir) | ('hub', repo_id) for a --dataset value."""
     path = Path(spec).expanduser()
     if path.is_dir():
+        if is_frames_folder(path):
+            return "frames", path
         for candidate in (path / "dataset", path):
             if any(candidate.glob("*/*.parquet")):
                 return "parquet", candidate
         if any(raw_split_dirs(path, split) for split in SPLIT_NAMES):
             return "raw", path
-        raise FileNotFoundError(f"{path}: neither a precompute output (split folders of parquet shards) nor a raw OpenEDS folder ({{split}}/images, {{split}}/labels)")
+        raise FileNotFoundError(f"{path}: neither a precompute output (split folders of parquet shards), a raw OpenEDS folder ({{split}}/images, "
+                                f"{{split}}/labels) nor a folder of your own frames (images/ + masks/)")
     if path.exists() or spec.startswith((".", "/")):
         raise FileNotFoundError(f"{spec}: no such dataset folder")
     return "hub", spec
@@ -281,7 +377,7 @@ def describe_split(spec: str, split: str, dataset: Dataset) -> dict[str, Any]:
     if isinstance(dataset, ParquetSplit):  # shard names carry a hash of their inputs
         for path in dataset.files:
             digest.update(f"{path.name}:{path.stat().st_size}".encode())
-    elif isinstance(dataset, RawSplit):
+    elif isinstance(dataset, (RawSplit, FramesSplit)):
         for image_path, label_path in dataset.items:  # a relabelled frame keeps its .npy size: the times tell
             image, label = image_path.stat(), label_path.stat()
             digest.update(f"{image_path.name}:{image.st_size}:{image.st_mtime_ns}:{label.st_size}:{label.st_mtime_ns}".encode())
@@ -291,12 +387,14 @@ def describe_split(spec: str, split: str, dataset: Dataset) -> dict[str, Any]:
     if name == "dataset":  # <output-dir>/dataset: the output folder names it
         name = Path(str(location)).parent.name
     return {"name": f"{name}/{split}", "digest": digest.hexdigest()[:12], "source": f"{location}/{split}" if kind != "hub" else f"hf://datasets/{location}/{split}",
-            "source_type": {"parquet": "local", "raw": "local", "hub": "huggingface"}[kind], "rows": rows}
+            "source_type": {"parquet": "local", "raw": "local", "frames": "local", "hub": "huggingface"}[kind], "rows": rows}
 
 
 def open_split(spec: str, split: str, columns: list[str] | None = None) -> Dataset:
     """A split of any source; `columns` limits what a parquet source decodes (others ignore it)."""
     kind, location = resolve_source(spec)
+    if kind == "frames":
+        return FramesSplit(Path(location), split, columns)
     if kind == "parquet":
         return ParquetSplit(Path(location) / split, columns)
     if kind == "raw":
@@ -430,21 +528,17 @@ def iter_frames(source: str | os.PathLike, split: str = "validation", limit: int
 
 
 def _read_pair(image_path: Path, mask_path: Path) -> Frame | BadInput:
-    image = cv2.imread(str(image_path), cv2.IMREAD_GRAYSCALE)
-    if image is None:
-        return BadInput(f"{image_path}: not a readable image")
-    mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE) if mask_path.is_file() else None
-    if mask is None:
-        return BadInput(f"{mask_path}: missing or unreadable mask for {image_path.name}")
-    if mask.shape != image.shape:
-        return BadInput(f"{mask_path}: mask shape {mask.shape} does not match the image {image.shape}")
-    return Frame(image_path.name, image, (mask > 127).astype(np.uint8), False)
+    try:
+        image, mask = read_frame_pair(image_path, mask_path)
+    except BadInput as error:
+        return error
+    return Frame(image_path.name, image, mask, False)
 
 
 def _frames(root: Path, split: str) -> Iterator[Frame | BadInput]:
-    if (root / "images").is_dir() and (root / "masks").is_dir():
-        for image_path in sorted(root / "images" / p for p in os.listdir(root / "images") if p.lower().endswith(".png")):
-            yield _read_pair(image_path, root / "masks" / image_path.name)
+    if is_frames_folder(root):
+        for image_path, mask_path in frame_pairs(root):
+            yield _read_pair(image_path, mask_path)
         return
     kind, location = resolve_source(str(root))
     if kind == "parquet":  # precompute never writes empty-pupil frames

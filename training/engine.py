@@ -30,7 +30,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
 from training.augment import AugmentConfig, BatchAugmenter
-from training.checkpoint import CheckpointSaver, TrainState, resume_checkpoint, rng_state, seed_everything
+from training.checkpoint import CheckpointSaver, TrainState, inference_weights, load_checkpoint, resume_checkpoint, rng_state, seed_everything
 from training.config import TrainConfig
 from training.data import IMAGE_AND_LABEL, DecodedSplit, TrainingDataset, describe_split, open_split, resolve_source
 from training.ema import ModelEma
@@ -417,13 +417,17 @@ class Data:
 
 def build_data(cfg: TrainConfig, runtime: Runtime) -> Data:
     """Loaders that decode only; augmentation and targets run per batch on the device (to_device)."""
-    train_source = open_split(cfg.dataset, "train", columns=IMAGE_AND_LABEL)  # targets: on the device
+    own_validation = bool(cfg.val_dataset)
+    train_split = "all" if own_validation and resolve_source(cfg.dataset)[0] == "frames" else "train"  # a validation folder: train on every frame
+    train_source = open_split(cfg.dataset, train_split, columns=IMAGE_AND_LABEL)  # targets: on the device
     if cfg.decode_cache:
         train_source = DecodedSplit(train_source, Path(cfg.decode_cache), describe_split(cfg.dataset, "train", train_source)["digest"], cfg.limit or None)
     train_set = TrainingDataset(train_source, limit=cfg.limit)
-    valid_set = TrainingDataset(open_split(cfg.dataset, "validation"), limit=cfg.limit)  # the stored targets
+    valid_spec = cfg.val_dataset or cfg.dataset
+    valid_split = "all" if own_validation and resolve_source(valid_spec)[0] == "frames" else "validation"
+    valid_set = TrainingDataset(open_split(valid_spec, valid_split), limit=cfg.limit)  # the stored targets
     if len(train_set) == 0 or len(valid_set) == 0:
-        raise ValueError(f"{cfg.dataset}: empty train ({len(train_set)}) or validation ({len(valid_set)}) split")
+        raise ValueError(f"{cfg.dataset}{' / ' + cfg.val_dataset if cfg.val_dataset else ''}: empty train ({len(train_set)}) or validation ({len(valid_set)}) split")
     sampler = DistributedSampler(train_set, runtime.world_size, runtime.rank, shuffle=True, seed=cfg.seed, drop_last=runtime.distributed)
     loader_args = {"num_workers": cfg.num_workers, "pin_memory": runtime.device.type == "cuda", "persistent_workers": cfg.num_workers > 0}
     augmenter = BatchAugmenter(AugmentConfig(crop=cfg.crop_size() or None), seed=cfg.seed) if cfg.augment else None
@@ -434,7 +438,9 @@ def build_data(cfg: TrainConfig, runtime: Runtime) -> Data:
 def build_state(cfg: TrainConfig, task: Task, runtime: Runtime, steps_per_epoch: int, checkpoint: dict[str, Any] | None) -> TrainState:
     """Model (pretrained if asked), AdamW, schedule, AMP scaler and the rank-0 weight average, restored from the
     checkpoint when resuming, then wrapped for DDP."""
-    model = task.build_model(cfg.model_variant, pretrained=True) if cfg.pretrained else task.build_model(cfg.model_variant)
+    model = task.build_model(cfg.model_variant, pretrained=True) if cfg.pretrained and not cfg.init_from else task.build_model(cfg.model_variant)
+    if cfg.init_from and checkpoint is None:
+        model.load_state_dict(initial_weights(cfg.init_from, cfg.model_variant))
     model = model.to(runtime.device)
     levers = runtime.levers or Levers()
     if levers.channels_last:
@@ -453,6 +459,17 @@ def build_state(cfg: TrainConfig, task: Task, runtime: Runtime, steps_per_epoch:
     return state
 
 
+def initial_weights(path: str, model_variant: str) -> dict[str, torch.Tensor]:
+    """The model weights in a .pt training checkpoint (its validated weights: the average when kept) or state_dict."""
+    state = load_checkpoint(path)
+    if "model" in state:
+        variant = state.get("config", {}).get("model_variant", model_variant)
+        if variant != model_variant:
+            raise ValueError(f"{path}: a {variant!r} model, not {model_variant!r} (pass --model-variant {variant})")
+        return inference_weights(state)
+    return state
+
+
 def open_report(cfg: TrainConfig, task: Task, run_dir: Path, run_name: str, state: TrainState, data: Data, runtime: Runtime, resumed: bool) -> RunReport:
     """The main rank's report; a fresh run also records its tags and parameters in MLflow."""
     report = RunReport(cfg, task, run_dir, run_name, start_epoch=state.epoch + 1)
@@ -465,8 +482,8 @@ def open_report(cfg: TrainConfig, task: Task, run_dir: Path, run_name: str, stat
                                    "train_samples": len(data.train_set), "valid_samples": len(data.valid_set), "world_size": runtime.world_size,
                                    "device": str(runtime.device)})
         report.tracker.log_artifact(run_dir / "config.json")
-        for context, split, dataset in (("training", "train", data.train_set), ("validation", "validation", data.valid_set)):
-            described = describe_split(cfg.dataset, split, dataset.source)
+        for context, spec, split, dataset in (("training", cfg.dataset, "train", data.train_set), ("validation", cfg.val_dataset or cfg.dataset, "validation", data.valid_set)):
+            described = describe_split(spec, split, dataset.source)
             columns = {key: f"{str(value.dtype).removeprefix('torch.')}{list(value.shape)}" for key, value in dataset[0].items() if key != "index"}
             report.tracker.log_dataset(**{**described, "rows": len(dataset)}, context=context, columns=columns)
     print(f"run {run_name}: {task.model_type}-{cfg.model_variant} ({params:,} params) on {runtime.device} x{runtime.world_size} ({runtime.levers.describe()}), "

@@ -4,8 +4,13 @@ distance maps -> parquet shards -> HF dataset.
 
     python precompute.py                                   # download, process, push to --hf-repo
     python precompute.py --skip-download --no-push --output-dir D     # raw data already in D
+    python precompute.py --skip-download --no-push --output-dir FRAMES   # your frames: FRAMES/images + masks (any size)
     python precompute.py --validate --skip-download --no-push --output-dir D   # recompute a sample, compare
     python precompute.py --validate --hf-repo USER/NAME --output-dir D        # same, against the pushed copy
+
+Your own frames (FRAMES/images/*.png|jpg, FRAMES/masks/<stem>.png, pupil = non-zero) are letterboxed to the model
+input as training and evaluate see them, and split into train and validation by person (the file name's prefix up
+to the first underscore; training.data.grouped_split).
 
 Output: D/dataset/{train,validation,test}/*.parquet and D/dataset/README.md (dataset card), so that
 `datasets.load_dataset("D/dataset")` returns the splits. Shards are written atomically and named after a hash
@@ -41,7 +46,12 @@ from training.data import (
     SPLIT_NAMES,
     BadInput,
     ParquetSplit,
+    frame_pairs,
+    grouped_split,
+    is_frames_folder,
+    person_of,
     raw_split_dirs,
+    read_frame_pair,
     read_raw_pair,
     rows_to_table,
     subject_of,
@@ -141,30 +151,47 @@ def download_openeds(output_dir: Path) -> None:
         raise DownloadError(f"downloading {KAGGLE_DATASET} into {output_dir} failed: {error}") from error
 
 
-def find_raw_root(output_dir: Path) -> tuple[Path, dict[str, tuple[Path, Path]]]:
-    """The (images, labels) folders of every split found under either known layout; raises if none."""
+def raw_splits(output_dir: Path) -> dict[str, tuple[list[tuple[str, str]], list[str]]]:
+    """split -> ((image, label) path pairs sorted by name, bad-input messages for images without a label).
+
+    A raw OpenEDS download (either known layout: {split}/images + labels/*.npy), or a folder of your own frames
+    (images/ + masks/*.png, any size), split into train and validation by person (data.grouped_split). Raises if
+    neither is there."""
+    if is_frames_folder(output_dir):
+        pairs = frame_pairs(output_dir)
+        if not pairs:
+            raise FileNotFoundError(f"{output_dir / 'images'}: no images")
+        sides = grouped_split([image.name for image, _ in pairs])
+        found = {}
+        for split in ("train", "validation"):
+            chosen = [(image, mask) for image, mask in pairs if sides[image.name] == split]
+            found[split] = ([(str(image), str(mask)) for image, mask in chosen if mask.exists()],
+                            [f"{image}: no mask {mask.name} in {mask.parent}" for image, mask in chosen if not mask.exists()])
+        return found
     found = {split: dirs for split in SPLIT_NAMES if (dirs := raw_split_dirs(output_dir, split))}
     if not found:
         raise FileNotFoundError(
             f"{output_dir}: no OpenEDS splits found (looked for {{train,validation,test}}/images and /labels, "
-            "also below openEDS/ and openEDS/openEDS/)"
+            "also below openEDS/ and openEDS/openEDS/) and no images/ + masks/ folders of your own frames"
         )
-    return output_dir, found
+    return {split: list_pairs(images_dir, labels_dir) for split, (images_dir, labels_dir) in found.items()}
 
 
 # ------------------------------------------------------------------------------------------ processing
 def process_pair(pair: tuple[str, str]) -> tuple[str, Any]:
-    """One raw frame -> ("ok", row) | ("empty", name) | ("bad", message). Runs in worker processes."""
+    """One raw frame -> ("ok", row) | ("empty", name) | ("bad", message). Runs in worker processes. An OpenEDS frame
+    (label .npy) or one of your own frames (mask .png, any size: letterboxed as training and evaluate see it)."""
     image_path, label_path = Path(pair[0]), Path(pair[1])
+    own = label_path.suffix == ".png"
     try:
-        image, label = read_raw_pair(image_path, label_path)
+        image, label = read_frame_pair(image_path, label_path) if own else read_raw_pair(image_path, label_path)
     except BadInput as error:
         return "bad", str(error)
-    mask = preprocess.binarize(label)
+    mask = label if own else preprocess.binarize(label)
     if not mask.any():
         return "empty", image_path.name
-    row = preprocess.preprocess_sample(image, label)
-    row.update(filename=image_path.name, subject=subject_of(image_path.name))
+    row = preprocess.frame_sample(image, mask) if own else preprocess.preprocess_sample(image, label)
+    row.update(filename=image_path.name, subject=person_of(image_path.name) if own else subject_of(image_path.name))
     return "ok", row
 
 
@@ -306,18 +333,17 @@ def build_dataset(output_dir: Path, workers: int = 0, limit: int = 0, strict: bo
     """
     from tqdm import tqdm
 
-    _, splits = find_raw_root(output_dir)
+    splits = raw_splits(output_dir)
     dataset_dir, state_dir = output_dir / "dataset", output_dir / ".precompute_state"
     summaries: dict[str, SplitSummary] = {}
     done, todo, names = [], [], {}
-    for split, (images_dir, labels_dir) in splits.items():
-        pairs, missing = list_pairs(images_dir, labels_dir)
+    for split, (pairs, missing) in splits.items():
         if missing and strict:
             raise BadInput(missing[0])
         for message in missing:
             log.warning("skipping bad input: %s", message)
         pairs = pairs[:limit] if limit else pairs
-        log.info("found %d frames in %s (%s)", len(pairs) + len(missing), split, images_dir)
+        log.info("found %d frames in %s", len(pairs) + len(missing), split)
         summaries[split] = SplitSummary(found=len(pairs) + len(missing), bad=list(missing))
         split_done, split_todo = plan_split(split, pairs, dataset_dir, state_dir, shard_size)
         done += [(split, state) for state in split_done]
@@ -488,10 +514,10 @@ def validate(output_dir: Path, hf_repo: str | None = None, per_split: int = 4) -
 
     Returns the mismatches (empty: valid). Reads the local dataset, or the pushed one when hf_repo is given.
     """
-    _, raw = find_raw_root(output_dir)
     problems: list[str] = []
     checked = 0
-    for split, (images_dir, labels_dir) in raw.items():
+    for split, (pairs, _) in raw_splits(output_dir).items():
+        by_name = {Path(image).name: (image, label) for image, label in pairs}
         if hf_repo:
             from datasets import load_dataset
 
@@ -509,8 +535,13 @@ def validate(output_dir: Path, hf_repo: str | None = None, per_split: int = 4) -
             read, count = stored.read_row, len(stored)
         for index in np.linspace(0, count - 1, min(per_split, count)).round().astype(int):
             row = read(int(index))
-            image, label = read_raw_pair(images_dir / row["filename"], labels_dir / f"{Path(row['filename']).stem}.npy")
-            expected = {**preprocess.preprocess_sample(image, label), "filename": row["filename"], "subject": subject_of(row["filename"])}
+            if row["filename"] not in by_name:
+                problems.append(f"{split}/{row['filename']}: no such raw frame")
+                continue
+            status, expected = process_pair(by_name[row["filename"]])
+            if status != "ok":
+                problems.append(f"{split}/{row['filename']}: the raw frame gives no row now ({expected})")
+                continue
             for column, value in expected.items():
                 if not _same(row.get(column), value):
                     problems.append(f"{split}/{row['filename']}: column {column} differs from recomputation")
@@ -553,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
     log.setLevel(logging.INFO)
     start = time.perf_counter()
     try:
-        if not args.skip_download and raw_split_dirs(args.output_dir, "train") is None:
+        if not args.skip_download and raw_split_dirs(args.output_dir, "train") is None and not is_frames_folder(args.output_dir):
             download_openeds(args.output_dir)
         elif not args.skip_download:
             log.info("raw data already in %s: not downloading again", args.output_dir)

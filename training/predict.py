@@ -1,6 +1,7 @@
 """Run a pupil model on images, folders or videos: overlays plus a per-frame pupil ellipse table.
 
     python -m training.predict --model best_efficientvit_model.onnx frame.png more_frames/ clip.mp4 --output-dir pred/
+    python -m training.predict --model pretrained my_frames/ --save-masks        # draft masks to correct: my_frames/masks/
 
 For each frame: the dataset's preprocessing (training.preprocess.prepare_frame: gamma + CLAHE, letterbox to the
 model input), ONNX Runtime, the pupil probability mapped back to the frame, the largest region's ellipse
@@ -8,6 +9,11 @@ model input), ONNX Runtime, the pupil probability mapped back to the frame, the 
 hull; training.inference.pupil_mask). Writes pred/overlays/*.png (or pred/<video>_overlay.mp4 for a video) and
 pred/predictions.csv + predictions.json with frame, cx, cy, rx, ry, angle (pixels/degrees, frame coordinates),
 confidence (mean pupil probability inside the predicted region; 0 when no pupil is found).
+
+--save-masks (model-assisted labelling) also writes each image's predicted pupil as a mask PNG (pupil 255, the rest 0,
+the image's size) into masks/ beside the images/ folder that holds it (or beside the image), the layout training and
+evaluate read: correct them in any image editor instead of drawing them from nothing. A mask that is already there
+is never overwritten (it may hold your corrections) unless --overwrite-masks.
 """
 
 from __future__ import annotations
@@ -23,11 +29,12 @@ import cv2
 import numpy as np
 
 from training import preprocess
+from training.data import IMAGE_SUFFIXES, is_frames_folder
+from training.files import atomic_write_bytes
 from training.inference import Predictor, add_postprocess_option, load_predictor, predict_frame, pupil_mask
 from training.visualize import PREDICTION_COLOR, outline
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv"}
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 FIELDS = ["source", "frame", "cx", "cy", "rx", "ry", "angle", "confidence"]
 
 
@@ -53,15 +60,40 @@ def draw(frame: np.ndarray, record: dict[str, float], mask: np.ndarray) -> np.nd
 def expand_inputs(inputs: list[str]) -> Iterator[Path]:
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
-            yield from sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+        if path.is_dir() and is_frames_folder(path):  # a folder of your frames: its images
+            yield from sorted(p for p in (path / "images").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_dir():
+            yield from sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
         elif path.is_file():
             yield path
         else:
             raise FileNotFoundError(f"{path}: no such image, folder or video")
 
 
-def predict_paths(model: str, inputs: list[str], output_dir: str | Path, postprocess: str = "hull") -> list[dict]:
+def mask_path(image: Path) -> Path:
+    """Where --save-masks writes an image's mask: masks/<stem>.png beside the images/ folder that holds it, else
+    beside the image."""
+    folder = image.parent.parent if image.parent.name == "images" else image.parent
+    return folder / "masks" / f"{image.stem}.png"
+
+
+def save_mask(image: Path, mask: np.ndarray, overwrite: bool = False) -> bool:
+    """Writes the mask (pupil 255) at mask_path(image), atomically; False (nothing written) when one is there."""
+    path = mask_path(image)
+    if path.exists() and not overwrite:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, encoded = cv2.imencode(".png", (mask > 0).astype(np.uint8) * 255)
+    if not ok:
+        raise ValueError(f"{path}: could not encode the mask")
+    atomic_write_bytes(path, encoded.tobytes())
+    return True
+
+
+def predict_paths(model: str, inputs: list[str], output_dir: str | Path, postprocess: str = "hull", save_masks: bool = False,
+                  overwrite_masks: bool = False) -> list[dict]:
+    """Predicts every input; returns one record per frame. With save_masks, each image's record says whether its
+    mask was written ("mask": written | kept, the one there stays)."""
     predictor = load_predictor(model)
     output_dir = Path(output_dir)
     (output_dir / "overlays").mkdir(parents=True, exist_ok=True)
@@ -77,8 +109,10 @@ def predict_paths(model: str, inputs: list[str], output_dir: str | Path, postpro
         record, mask = predict_ellipse(predictor, frame, postprocess)
         cv2.imwrite(str(output_dir / "overlays" / f"{path.stem}.png"), draw(frame, record, mask))
         records.append({"source": str(path), "frame": 0, **record})
+        if save_masks:
+            records[-1]["mask"] = "written" if save_mask(path, mask, overwrite_masks) else "kept"
     with open(output_dir / "predictions.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        writer = csv.DictWriter(handle, fieldnames=FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(records)
     (output_dir / "predictions.json").write_text(json.dumps([{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in r.items()} for r in records], indent=1))
@@ -116,14 +150,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("inputs", nargs="+", help="images, folders of images, or video files")
     parser.add_argument("--output-dir", default="predictions")
     add_postprocess_option(parser)
+    parser.add_argument("--save-masks", action="store_true", help="also write each image's predicted pupil to masks/<stem>.png beside its images/ folder (to correct, then train on)")
+    parser.add_argument("--overwrite-masks", action="store_true", help="with --save-masks: replace masks that are already there (default: keep them)")
     args = parser.parse_args(argv)
     try:
-        records = predict_paths(args.model, args.inputs, args.output_dir, args.postprocess)
+        records = predict_paths(args.model, args.inputs, args.output_dir, args.postprocess, args.save_masks, args.overwrite_masks)
     except (FileNotFoundError, ValueError) as error:  # a missing input, a bad model (ModelLoadError) or an unreadable video
         print(f"error: {error}", file=sys.stderr)
         return 2
     found = sum(1 for r in records if r["confidence"] > 0)
     print(f"{len(records)} frames, pupil found in {found}; results in {Path(args.output_dir) / 'predictions.csv'}")
+    if args.save_masks:
+        written = [r for r in records if r.get("mask") == "written"]
+        kept = sum(1 for r in records if r.get("mask") == "kept")
+        folders = sorted({str(mask_path(Path(r["source"])).parent) for r in written})
+        print(f"masks: {len(written)} written to {', '.join(folders) or '-'}; {kept} already there and kept (--overwrite-masks replaces them)")
     return 0
 
 

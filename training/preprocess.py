@@ -223,6 +223,31 @@ def preprocess_sample(image: np.ndarray, label: np.ndarray, maps: bool = True) -
     return {"image": preprocess_image(image), "label": mask, **targets, "preprocessed": True}
 
 
+def frame_sample(image: np.ndarray, mask: np.ndarray, maps: bool = True) -> dict[str, np.ndarray | float]:
+    """A frame of any size and its pupil mask (non-zero = pupil, the frame's size) -> the dataset's columns at the
+    model input (HEIGHT x WIDTH), the way evaluate and predict see that frame: gamma + CLAHE at the frame's own size,
+    then letterboxed (letterbox), the mask with it (letterbox_mask). A HEIGHT x WIDTH frame gives preprocess_sample's
+    row for the same pupil."""
+    image = _as_gray_uint8(image)
+    if np.asarray(mask).shape != image.shape:
+        raise ValueError(f"mask shape {np.asarray(mask).shape} does not match the image {image.shape}")
+    boxed, _ = letterbox(preprocess_image(image))
+    label = letterbox_mask(mask)
+    targets = label_targets(label) if maps else ellipse_columns(label)
+    return {"image": boxed, "label": label, **targets, "preprocessed": True}
+
+
+def letterbox_mask(mask: np.ndarray, input_height: int = HEIGHT, input_width: int = WIDTH) -> np.ndarray:
+    """A pupil mask (non-zero = pupil) fitted into the model input as letterbox fits its frame: the same scale and
+    top-left placement, resized as coverage (linear) and cut at one half, no pupil in the padding. uint8, pupil = 1."""
+    binary = (np.asarray(mask) > 0).astype(np.uint8)
+    scale, new_h, new_w = fitted_size(*binary.shape, input_height, input_width)
+    if (new_h, new_w) != binary.shape:
+        coverage = cv2.resize(binary.astype(np.float32), (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        binary = (coverage > 0.5).astype(np.uint8)
+    return cv2.copyMakeBorder(binary, 0, input_height - new_h, 0, input_width - new_w, cv2.BORDER_CONSTANT, value=0)
+
+
 def _as_gray_uint8(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.dtype != np.uint8:
@@ -246,11 +271,16 @@ class Letterbox:
     input_width: int
 
 
+def fitted_size(height: int, width: int, input_height: int = HEIGHT, input_width: int = WIDTH) -> tuple[float, int, int]:
+    """(scale, height, width) of a height x width frame resized, aspect kept, to fit the model input."""
+    scale = min(input_height / height, input_width / width)
+    return scale, min(input_height, max(1, round(height * scale))), min(input_width, max(1, round(width * scale)))
+
+
 def letterbox(image: np.ndarray, input_height: int = HEIGHT, input_width: int = WIDTH) -> tuple[np.ndarray, Letterbox]:
     """Resizes (aspect kept) and pads a uint8 frame to the model input; edge pixels are replicated into the pad."""
     height, width = image.shape[:2]
-    scale = min(input_height / height, input_width / width)
-    new_h, new_w = min(input_height, max(1, round(height * scale))), min(input_width, max(1, round(width * scale)))
+    scale, new_h, new_w = fitted_size(height, width, input_height, input_width)
     resized = image if (new_h, new_w) == (height, width) else cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     padded = cv2.copyMakeBorder(resized, 0, input_height - new_h, 0, input_width - new_w, cv2.BORDER_REPLICATE)
     return padded, Letterbox(height, width, scale, input_height, input_width)
@@ -258,7 +288,7 @@ def letterbox(image: np.ndarray, input_height: int = HEIGHT, input_width: int = 
 
 def unletterbox(plane: np.ndarray, box: Letterbox) -> np.ndarray:
     """Maps a model-resolution float plane (e.g. pupil probability) back onto the original frame."""
-    new_h, new_w = min(box.input_height, max(1, round(box.height * box.scale))), min(box.input_width, max(1, round(box.width * box.scale)))
+    _, new_h, new_w = fitted_size(box.height, box.width, box.input_height, box.input_width)
     crop = np.ascontiguousarray(plane[:new_h, :new_w])
     if (new_h, new_w) == (box.height, box.width):
         return crop

@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", default="pretrain_output", type=Path, help="data, run directory and MLflow store")
     parser.add_argument("--weights-dir", default=Path(__file__).resolve().parent / "weights", type=Path)
     parser.add_argument("--eval-data", nargs="*", default=[], metavar="[NAME=]FOLDER", help="real frames (images/ + masks/) to score the result on")
+    parser.add_argument("--families", default="", help="comma-separated camera families to generate (default: all; e.g. hold one out to test adapting to it)")
     for key, value in RECIPE.items():
         parser.add_argument("--" + key.replace("_", "-"), type=type(value), default=value)
     args = parser.parse_args(argv)
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.output_dir.resolve()
     dataset = out / "raw" / "dataset"
     if not any(dataset.glob("*/*.parquet")):  # a resumed run reuses the data
-        dataset = synthetic_dataset(out, args.num_images, args.seed)
+        dataset = synthetic_dataset(out, args.num_images, args.seed, [name for name in args.families.split(",") if name] or None)
     print("[3/4] train", flush=True)
     cfg = TrainConfig(dataset=str(dataset), model_variant=args.model_variant, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, crop=args.crop,
                       seed=args.seed, output_dir=str(out / "runs"), run_name="pretrain", resume="auto", overlay_every=5,
@@ -62,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     card = {
         "variant": args.model_variant, "onnx": f"{stem}.onnx", "state_dict": f"{stem}.pt",
         "onnx_bytes": (args.weights_dir / f"{stem}.onnx").stat().st_size,
-        "trained_on": "synthetic frames only (training.synthetic, every camera family); no real frame",
-        "command": "python -m training.pretrain " + " ".join(f"--{k.replace('_', '-')} {getattr(args, k)}" for k in RECIPE),
+        "trained_on": f"synthetic frames only (training.synthetic, {'families ' + args.families if args.families else 'every camera family'}); no real frame",
+        "command": "python -m training.pretrain " + " ".join(f"--{k.replace('_', '-')} {getattr(args, k)}" for k in RECIPE) + (f" --families {args.families}" if args.families else ""),
         "recipe": {**{k: getattr(args, k) for k in RECIPE}, "train_config": {k: v for k, v in cfg.to_dict().items() if k not in ("dataset", "output_dir", "resume")}},
         "best_epoch": result.best_epoch + 1, "epochs_run": result.epochs_run,
         "train_minutes": round(sum(row["epoch_seconds"] for row in result.history) / 60, 1),  # all epochs, resumed ones too
