@@ -10,8 +10,6 @@ gradient as the whole batch in one process.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -47,23 +45,20 @@ def generalized_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float
     return (1.0 - (2.0 * intersection + eps) / (union + eps)).mean()
 
 
-SURFACE_CLIP_PX = 10.0  # the surface term's distances stop growing here (far false positives are the CE's and Dice's)
-
-
 def surface_loss(logits: torch.Tensor, target: torch.Tensor, dist_map: torch.Tensor) -> torch.Tensor:
-    """Boundary (surface) loss of Kervadec et al., in pixels: per sample, the sum over pixels of |p - y| times the
-    pixel's distance from the label's edge (clipped at SURFACE_CLIP_PX), divided by the label's perimeter; averaged
-    over the batch. Two classes (the pupil against the rest).
+    """Boundary (surface) loss of Kervadec et al., shifted so that it is >= 0 and exactly 0 at the label.
 
-    A prediction that is the label grown (or shrunk) by d pixels all round scores ~d^2 / 2, whatever the pupil's
-    size or the frame's: the term measures where the edge is. (Its first form, the mean over every pixel of the frame
-    with distances divided by the frame's diagonal, was ~0.4 % of the loss and moved nothing.) >= 0, exactly 0 at
-    the label, falling as the prediction approaches it; the per-sample mean keeps DDP's batch split exact. dist_map
-    holds the signed distances divided by the frame's diagonal (training.preprocess.distance_maps).
+    mean over classes and pixels of (p_c - y_c) * phi_c. Because phi_c <= 0 where y_c = 1 and >= 0 where
+    y_c = 0, each term equals |p_c - y_c| * |phi_c|: it falls as the prediction approaches the label, with the
+    same gradient as the original sum(p_c * phi_c). (The original summed p_c * phi_c alone, so it sat below
+    zero and dragged the total loss negative.)
     """
-    if logits.shape[1] != 2:
-        raise ValueError(f"surface_loss takes two-class logits, not {logits.shape[1]} classes")
-    return _binary_surface(torch.sigmoid(pupil_logit(logits)), target, dist_map)
+    if logits.shape[1] == 2:
+        return _binary_surface(torch.sigmoid(pupil_logit(logits)), target, dist_map)
+    num_classes = logits.shape[1]
+    probs = logits.float().softmax(dim=1)
+    onehot = F.one_hot(target, num_classes).permute(0, 3, 1, 2).to(probs.dtype)
+    return ((probs - onehot) * dist_map.float()).mean()
 
 
 # Two classes (the pupil model): every term is a function of one logit difference z = logit_pupil - logit_background,
@@ -96,13 +91,9 @@ def _binary_generalized_dice(p: torch.Tensor, target: torch.Tensor, eps: float) 
 
 
 def _binary_surface(p: torch.Tensor, target: torch.Tensor, dist_map: torch.Tensor) -> torch.Tensor:
-    height, width = dist_map.shape[-2:]
+    # (p0 - y0) = -(p1 - y1), so the mean over both classes is half the mean of (p1 - y1) * (phi1 - phi0)
     dist_map = dist_map.float()
-    # (phi1 - phi0) x diagonal / 2: the pixel centre's distance from the label's edge (its edge pixels 0.5 either side)
-    edge_distance = (dist_map[:, 1] - dist_map[:, 0]).abs_().mul_(0.5 * math.hypot(height - 1, width - 1))  # (B, H, W)
-    perimeter = (edge_distance < 0.75).sum(dim=(1, 2)).float().mul_(0.5).clamp_min_(1.0)  # (B,) edge pixels on both sides / 2
-    error = (p - target.to(p.dtype)).abs() * edge_distance.clamp_(max=SURFACE_CLIP_PX)
-    return (error.sum(dim=(1, 2)) / perimeter).mean()
+    return ((p - target.to(p.dtype)) * (dist_map[:, 1] - dist_map[:, 0])).mean() * 0.5
 
 
 def alpha_schedule(epoch: int, total_epochs: int, start: float = 1.0, end: float = 0.0, decay_epochs: int = 0) -> float:
@@ -130,7 +121,7 @@ class CombinedLoss(nn.Module):
         else:
             ce = weighted_cross_entropy(logits, target, spatial_weights)
             dice = generalized_dice_loss(logits, target)
-            surface = surface_loss(logits, target, dist_map)  # raises: the surface term is two-class
+            surface = surface_loss(logits, target, dist_map)
         total = ce + alpha * dice + (1.0 - alpha) * surface
         return {"loss": total, "ce": ce, "dice": dice, "surface": surface}
 
