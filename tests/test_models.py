@@ -37,7 +37,7 @@ def test_stride_four_head_resolves_inside_its_block():
     torch.manual_seed(0)
     model = build_model("tiny").eval()
     with torch.no_grad():
-        model.head.fine.weight.zero_()  # the stride-4 head alone
+        model.head.fine.free.zero_()  # the stride-4 head alone
         model.head.coarse.weight.normal_()
         logits = model(torch.rand(1, 1, 64, 96))[0, 1]
     blocks = logits.reshape(16, 4, 24, 4)  # (block row, row in block, block col, col in block)
@@ -106,15 +106,15 @@ def test_stride_two_path_reads_local_contrast_of_the_image():
     model = build_model("tiny").eval()
     x = torch.rand(1, 1, 64, 64)
     with torch.no_grad():
-        model.head.fine.weight.normal_()  # untrained init may be near zero
+        model.head.fine.free.normal_()  # untrained init may be near zero
         full = model(x)
         brighter = model(x + 0.2)  # every gray level up: a zero-mean kernel sees no change
-        model.head.fine.weight.zero_()
+        model.head.fine.free.zero_()
         coarse = model(x)  # the stride-4 head alone
         coarse_brighter = model(x + 0.2)
         poked = x.clone()
         poked[0, 0, 33, 41] += 0.5
-        model.head.fine.weight.normal_()
+        model.head.fine.free.normal_()
         moved = model(poked)[0, 1] - model(x)[0, 1]
     fine = (full - coarse)[0, 1]  # what the stride-2 path adds, (64, 64)
     assert fine.abs().max() > 1e-3  # it contributes ...

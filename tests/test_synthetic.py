@@ -219,3 +219,40 @@ def test_contact_sheet(tmp_path, family_frames):
     out.parent.mkdir(parents=True, exist_ok=True)
     assert cv2.imwrite(str(out), sheet)
     assert cv2.imread(str(out)).shape == (200 * len(FAMILIES), 1920, 3)
+
+
+def test_pupillary_zone_and_rim_glints(monkeypatch):
+    """Scenario: Pupillary zone and rim glints"""
+    import cv2
+
+    def render(zone: float, rim: float) -> list[tuple[np.ndarray, np.ndarray]]:
+        monkeypatch.setattr(synthetic, "PUPILLARY_ZONE_P", zone)
+        monkeypatch.setattr(synthetic, "RIM_GLINT_P", rim)
+        return [render_frame(9, i, 300 + i, family=("closeup", "offaxis")[i % 2]) for i in range(24)]
+
+    def profile(image: np.ndarray, label: np.ndarray) -> tuple[float, float] | None:
+        """(iris just outside the pupil - iris further out, brightest pixel just outside the pupil - the iris there)"""
+        pupil = (label == 3).astype(np.uint8)
+        if pupil.sum() < 200:
+            return None
+        radius = np.sqrt(pupil.sum() / np.pi)
+        distance = cv2.distanceTransform(1 - pupil, cv2.DIST_L2, 3)
+        iris = label == 2
+        near, far = iris & (distance >= 1) & (distance <= max(2.0, 0.15 * radius)), iris & (distance >= 0.6 * radius) & (distance <= 1.0 * radius)
+        ring = iris & (distance >= 1) & (distance <= 0.6 * radius)
+        if near.sum() < 20 or far.sum() < 20:
+            return None
+        return float(np.median(image[far]) - np.median(image[near])), float(image[ring].max() - np.median(image[ring]))
+
+    plain, added = render(0.0, 0.0), render(1.0, 1.0)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(plain, added))  # the label is the pupil either way
+    pairs = [(profile(*a), profile(*b)) for a, b in zip(plain, added)]
+    pairs = [(a, b) for a, b in pairs if a and b]
+    assert len(pairs) >= 8
+    darker = np.array([b[0] - a[0] for a, b in pairs])
+    brighter = np.array([b[1] - a[1] for a, b in pairs])
+    assert np.median(darker) > 1 and (darker > 0).mean() > 0.7  # the iris next to the pupil is darker than further out
+    assert (brighter > 0).mean() > 0.8 and (brighter > 20).mean() >= 0.25  # bright glints just outside the labelled pupil
+    openeds = render_frame(9, 0, 0, family="openeds")[0]
+    render(0.0, 0.0)
+    assert np.array_equal(render_frame(9, 0, 0, family="openeds")[0], openeds)  # OpenEDS-like frames never get them

@@ -476,3 +476,65 @@ def test_cpu_training_reuses_freed_memory():
     out = subprocess.run([sys.executable, "-c", MALLINFO_SCRIPT], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "True", "0"]  # mmapped before; set; no mmapped block after
+
+
+def _one_step(levers, monkeypatch=None):
+    """One TrainStep on a fixed batch of the tiny model; returns its losses."""
+    from training import engine
+    from training.models import build_model
+    from training.targets import label_targets
+    from training.tasks import SEGMENTATION
+
+    torch.manual_seed(0)
+    cfg = TrainConfig(model_variant="tiny", epochs=1)
+    state = engine.build_state(cfg, SEGMENTATION, engine.Runtime(torch.device("cpu"), levers=levers), steps_per_epoch=10, checkpoint=None)
+    state.model.load_state_dict(build_model("tiny").state_dict())
+    label = torch.zeros(2, 64, 96, dtype=torch.uint8)
+    label[:, 20:36, 30:50] = 1
+    batch = {"image": torch.rand(2, 1, 64, 96, generator=torch.Generator().manual_seed(1)), "label": label, **label_targets(label)}
+    step = engine.TrainStep(state, SEGMENTATION, cfg, levers, torch.device("cpu"))
+    return step(batch, 0.5)[1], step
+
+
+def test_speed_levers_follow_the_device_and_the_run_length(monkeypatch, capsys):
+    """Scenario: Speed levers"""
+    from training import engine
+
+    cpu, cfg = torch.device("cpu"), TrainConfig()
+    short, long = engine.resolve_levers(cfg, cpu, 10), engine.resolve_levers(cfg, cpu, engine.COMPILE_MIN_STEPS)
+    assert short == engine.Levers(channels_last=True, autocast_dtype=None, compile=False)
+    bf16 = torch.bfloat16 if engine.cpu_has_native_bf16() else None
+    assert long == engine.Levers(channels_last=True, autocast_dtype=bf16, compile=True)
+    assert not engine.resolve_levers(TrainConfig(compile="off"), cpu, 10**6).compile and engine.resolve_levers(TrainConfig(compile="on"), cpu, 1).compile
+    assert engine.resolve_levers(TrainConfig(amp=False, channels_last=False), cpu, 10**6) == engine.Levers(compile=True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert engine.resolve_levers(cfg, torch.device("cuda"), 1) == engine.Levers(channels_last=True, autocast_dtype=torch.bfloat16, compile=True)
+    monkeypatch.setattr(engine, "_c_compiler", lambda: None)
+    assert not engine.resolve_levers(cfg, cpu, 10**6).compile and "no C compiler" in capsys.readouterr().out
+    # a compilation that fails warns once and trains eagerly from the same step: the eager step's loss
+    eager, _ = _one_step(engine.Levers(channels_last=True))
+
+    def broken(fn, **kwargs):
+        def run(*args, **kw):
+            raise RuntimeError("inductor exploded")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken)
+    fallen, step = _one_step(engine.Levers(channels_last=True, compile=True))
+    assert "torch.compile failed (inductor exploded)" in capsys.readouterr().out and step.compiled is None
+    assert torch.equal(fallen["loss"], eager["loss"])
+
+
+@pytest.mark.slow
+def test_compiled_bf16_step_matches_the_eager_step():
+    """Scenario: Speed levers
+
+    What a long CPU run's levers change numerically: compile re-associates float32 work, bf16 autocast rounds
+    convolution inputs and outputs to 8 significant bits; the loss stays within 2 % of the eager float32 step's."""
+    from training import engine
+
+    eager, _ = _one_step(engine.Levers(channels_last=True))
+    levers = engine.resolve_levers(TrainConfig(), torch.device("cpu"), engine.COMPILE_MIN_STEPS)  # what a long run uses here
+    compiled, step = _one_step(levers)
+    assert step.compiled is not None and step.verified
+    assert compiled["loss"].item() == pytest.approx(eager["loss"].item(), rel=0.02)

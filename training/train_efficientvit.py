@@ -4,6 +4,8 @@
     modal run training/train_efficientvit.py --dataset you/openeds-pupil --gpu H100:4 --batch-size 32   # DDP
     modal run training/train_efficientvit.py --run-name exp1 --epochs 80    # same name again: resumes exp1
     modal run training/train_efficientvit.py::precompute_remote --hf-repo you/openeds-pupil   # preprocessing fan-out
+    modal volume put visionassist my_frames/ frames/     # your frames (images/ + masks/), then:
+    modal run training/train_efficientvit.py --dataset /vol/frames --pretrained --lr 1e-3 --epochs 30 --crop 256x384
 
 One-time set-up: `pip install modal`, `modal token new`, then the secrets you need:
     modal secret create huggingface HF_TOKEN=hf_...                 # private datasets / pushing

@@ -262,22 +262,31 @@ class SkipDecoder(nn.Module):
         return x  # (B, D, H/4, W/4)
 
 
-class ZeroMeanConv2d(nn.Conv2d):
+class ZeroMeanConv2d(nn.Module):
     """A convolution whose kernels each sum to zero: it sees local contrast (edges), never the absolute gray level, so
-    a brighter or darker camera shifts nothing. `fuse()` returns the plain Conv2d with the centred kernels (export)."""
+    a brighter or darker camera shifts nothing. Zero-sum by construction (each kernel's last weight is minus the sum
+    of the others): no weight direction that the loss cannot see, which Adam would otherwise random-walk. `fuse()`
+    returns the plain Conv2d (export)."""
 
-    def centred_weight(self) -> torch.Tensor:
-        return self.weight - self.weight.mean(dim=(1, 2, 3), keepdim=True)
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding = in_channels, out_channels, (kernel_size, kernel_size), (stride, stride), (padding, padding)
+        fan_in = in_channels * kernel_size * kernel_size
+        self.free = nn.Parameter(torch.empty(out_channels, fan_in - 1).uniform_(-1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in)))  # nn.Conv2d's default range
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """(out, in, k, k) kernels, each summing to zero."""
+        full = torch.cat([self.free, -self.free.sum(dim=1, keepdim=True)], dim=1)
+        return full.view(self.out_channels, self.in_channels, *self.kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, self.centred_weight(), self.bias)
+        return F.conv2d(x, self.weight, None, self.stride, self.padding)
 
     @torch.no_grad()
     def fuse(self) -> nn.Conv2d:
-        plain = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding, bias=self.bias is not None).to(self.weight.device)
-        plain.weight.copy_(self.centred_weight())
-        if self.bias is not None:
-            plain.bias.copy_(self.bias)
+        plain = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding, bias=False).to(self.free.device)
+        plain.weight.copy_(self.weight)
         return plain
 
 
@@ -294,7 +303,7 @@ class SubPixelHead(nn.Module):
     def __init__(self, decoder_dim: int, in_channels: int, num_classes: int) -> None:
         super().__init__()
         self.coarse = nn.Conv2d(decoder_dim, 16 * (num_classes - 1), 1)  # 4x4 sub-pixels per class at stride 4
-        self.fine = ZeroMeanConv2d(in_channels, 4 * (num_classes - 1), 3, stride=2, padding=1, bias=False)  # 2x2 at stride 2
+        self.fine = ZeroMeanConv2d(in_channels, 4 * (num_classes - 1), 3, stride=2, padding=1)  # 2x2 sub-pixels at stride 2
 
     def forward(self, features: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         height, width = image.shape[-2:]
