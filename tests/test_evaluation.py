@@ -107,9 +107,10 @@ def test_evaluate_scores_the_postprocessed_mask(image_mask_folder, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     from training.evaluate import evaluate_model
 
-    evaluate_model(FIXTURE_MODEL, image_mask_folder, tmp_path / "hull", timing=False)
+    evaluate_model(FIXTURE_MODEL, image_mask_folder, tmp_path / "largest", timing=False)  # the default
+    evaluate_model(FIXTURE_MODEL, image_mask_folder, tmp_path / "hull", timing=False, postprocess="hull")
     predictor = load_predictor(FIXTURE_MODEL)
-    for name in ("hull", "none"):
+    for name in ("largest", "hull", "none"):
         report = json.loads((tmp_path / name / "report.json").read_text())
         assert report["postprocess"] == name and f"--postprocess {name}" in (tmp_path / name / "report.md").read_text()
         for row in csv.DictReader(open(tmp_path / name / "per_image.csv")):  # each frame scored on that mask

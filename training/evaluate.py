@@ -34,7 +34,7 @@ import numpy as np
 
 from training import preprocess
 from training.data import BadInput, iter_frames
-from training.inference import ModelLoadError, Predictor, add_postprocess_option, latency_ms, load_predictor, predict_frame, pupil_mask
+from training.inference import DEFAULT_POSTPROCESS, ModelLoadError, Predictor, add_postprocess_option, latency_ms, load_predictor, predict_frame, pupil_mask
 from training.metrics import SegmentationMeter, area_ratio, binary_iou, boundary_offset, center_error, center_statistics, scores_from_confusion
 from training.visualize import LABEL_COLOR, PREDICTION_COLOR, outline
 
@@ -59,10 +59,10 @@ def _bin_name(low: float, high: float) -> str:
 
 def evaluate_model(model: str | os.PathLike | Predictor, data: str | os.PathLike, output_dir: str | os.PathLike, split: str = "validation",
                    worst_k: int = 6, limit: int = 0, timing: bool = True, min_pupil_px: int = 0, strict: bool = False,
-                   postprocess: str = "hull") -> dict[str, Any]:
+                   postprocess: str = DEFAULT_POSTPROCESS) -> dict[str, Any]:
     """Scores `model` (a path, "pretrained" or a loaded Predictor) on the frames of `data` and writes the report files.
     Frames whose label has fewer than `min_pupil_px` pupil pixels are left out (and counted). The predicted mask is
-    `training.inference.pupil_mask(probability, postprocess)`: by default the largest region's convex hull."""
+    `training.inference.pupil_mask(probability, postprocess)`: by default the largest region above 0.5 (DEFAULT_POSTPROCESS)."""
     output_dir = Path(output_dir)
     (output_dir / "worst").mkdir(parents=True, exist_ok=True)
     predictor = model if isinstance(model, Predictor) else load_predictor(model)

@@ -5,8 +5,8 @@
 
 For each frame: the dataset's preprocessing (training.preprocess.prepare_frame: gamma + CLAHE, letterbox to the
 model input), ONNX Runtime, the pupil probability mapped back to the frame, the largest region's ellipse
-(training.preprocess.fit_ellipse) of the predicted mask (--postprocess: by default the largest region's convex
-hull; training.inference.pupil_mask). Writes pred/overlays/*.png (or pred/<video>_overlay.mp4 for a video) and
+(training.preprocess.fit_ellipse) of the predicted mask (--postprocess: by default the largest region above 0.5;
+training.inference.pupil_mask). Writes pred/overlays/*.png (or pred/<video>_overlay.mp4 for a video) and
 pred/predictions.csv + predictions.json with frame, cx, cy, rx, ry, angle (pixels/degrees, frame coordinates),
 confidence (mean pupil probability inside the predicted region; 0 when no pupil is found).
 
@@ -31,14 +31,14 @@ import numpy as np
 from training import preprocess
 from training.data import IMAGE_SUFFIXES, is_frames_folder
 from training.files import atomic_write_bytes
-from training.inference import Predictor, add_postprocess_option, load_predictor, predict_frame, pupil_mask
+from training.inference import DEFAULT_POSTPROCESS, Predictor, add_postprocess_option, load_predictor, predict_frame, pupil_mask
 from training.visualize import PREDICTION_COLOR, outline
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 FIELDS = ["source", "frame", "cx", "cy", "rx", "ry", "angle", "confidence"]
 
 
-def predict_ellipse(predictor: Predictor, frame: np.ndarray, postprocess: str = "hull") -> tuple[dict[str, float], np.ndarray]:
+def predict_ellipse(predictor: Predictor, frame: np.ndarray, postprocess: str = DEFAULT_POSTPROCESS) -> tuple[dict[str, float], np.ndarray]:
     """One frame -> (ellipse record, binary mask on the frame's grid; training.inference.pupil_mask)."""
     probability = predict_frame(predictor, frame)
     mask = pupil_mask(probability, postprocess)
@@ -90,7 +90,7 @@ def save_mask(image: Path, mask: np.ndarray, overwrite: bool = False) -> bool:
     return True
 
 
-def predict_paths(model: str, inputs: list[str], output_dir: str | Path, postprocess: str = "hull", save_masks: bool = False,
+def predict_paths(model: str, inputs: list[str], output_dir: str | Path, postprocess: str = DEFAULT_POSTPROCESS, save_masks: bool = False,
                   overwrite_masks: bool = False) -> list[dict]:
     """Predicts every input; returns one record per frame. With save_masks, each image's record says whether its
     mask was written ("mask": written | kept, the one there stays)."""
@@ -119,7 +119,7 @@ def predict_paths(model: str, inputs: list[str], output_dir: str | Path, postpro
     return records
 
 
-def _predict_video(predictor: Predictor, path: Path, output_dir: Path, postprocess: str = "hull") -> list[dict]:
+def _predict_video(predictor: Predictor, path: Path, output_dir: Path, postprocess: str = DEFAULT_POSTPROCESS) -> list[dict]:
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise ValueError(f"{path}: not a readable video")
