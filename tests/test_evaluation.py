@@ -224,6 +224,23 @@ def test_input_pipeline_benchmark_ends_with_the_ratio():
     assert lines[-1].startswith("pipeline/step=") and float(lines[-1].split("=")[1]) > 0
 
 
+
+def test_step_profile_brackets_each_part_of_the_step():
+    """Scenario: Where a training step's time goes"""
+    result = run_python(["benchmarks/profile_step.py", "--variants", "tiny,base", "--shapes", "64x96", "--batch-size", "2", "--steps", "2"], timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    tables = result.stdout.split("\n## ")[1:]
+    assert [table.split(",")[0] for table in tables] == ["tiny", "base"]
+    parts = ["stem (stride 4)", "stage 1 (stride 8)", "stage 2 (stride 16)", "stage 3 (stride 32)", "decoder", "head (sub-pixel)", "loss"]
+    for table in tables:
+        step_ms = float(table.split(": ")[1].split(" ms")[0])
+        rows = {line.split(" | ")[0][2:]: float(line.split(" | ")[1]) for line in table.splitlines() if line.startswith("| ") and not line.startswith("| part")}
+        assert set(rows) == {f"{part}: {phase}" for part in parts for phase in ("forward", "backward")} | {"AdamW step", "(the rest: zero_grad, Python)"}
+        measured = [ms for name, ms in rows.items() if not name.startswith("(the rest")]
+        assert all(ms >= 0 for ms in measured), table  # every bracket closed after it opened
+        assert 0.5 * step_ms <= sum(measured) <= step_ms + 0.05 * len(rows), table  # disjoint brackets (means add up) that cover most of the step
+
+
 def test_several_folders_give_one_table_with_size_breakdown(image_mask_folder, tmp_path):
     """Scenario: Judge a model on your own camera"""
     import shutil
