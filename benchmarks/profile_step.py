@@ -6,15 +6,18 @@
 Hooks time each part of TinyEfficientViTSeg (the stem, each encoder stage, the decoder, the sub-pixel head), the
 combined loss (forward and its backward), and AdamW's step, on a batch of random frames with one pupil each and the
 label targets train() derives (train_speed.synthetic_batch). Eager only: torch.compile fuses across modules, so
-per-module figures exist only without it. Each figure is the mean over --steps steps after two warm-up steps (means of disjoint
-parts add up to the step's), in milliseconds and as a share of the whole step; the decoder's backward (a list input,
-which backward hooks cannot bracket) is what the backward pass leaves after the other parts.
+per-module figures exist only without it. Each figure is the mean over --steps steps after two warm-up steps (means
+of disjoint parts add up to the step's), in milliseconds and as a share of the whole step. The frame needs no
+gradient, as in training, so the stem's backward is timed from its start to the end of backward (nothing runs after
+it); the decoder's backward (a list input, which backward hooks cannot bracket) is what the backward pass leaves
+after the other parts.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+import warnings
 from collections import defaultdict
 
 import torch
@@ -52,14 +55,16 @@ def profile(variant: str, shape: tuple[int, int], batch_size: int, steps: int, a
         return start, stop
 
     for name, module in parts(model).items():
-        if name != "decoder":  # a list input: see profile()'s end
-            start, stop = timed(name, "backward")
+        start, stop = timed(name, "backward")
+        if name.startswith("stem"):  # its input (the frame) needs no gradient: its backward runs to the end (below)
+            module.register_full_backward_pre_hook(start)
+        elif name != "decoder":  # the decoder takes a list: see the end
             module.register_full_backward_pre_hook(start)
             module.register_full_backward_hook(stop)
         start, stop = timed(name, "forward")
         module.register_forward_pre_hook(start)
         module.register_forward_hook(stop)
-    image = batch["image"].requires_grad_(True)  # so the stem's backward hooks fire (its input gradient is not used)
+    image = batch["image"]  # no gradient, as in training
     dtype = torch.bfloat16 if autocast == "bf16" else None
     for step in range(steps + 2):
         if step == 2:
@@ -76,6 +81,7 @@ def profile(variant: str, shape: tuple[int, int], batch_size: int, steps: int, a
         losses["loss"].backward()
         t3 = time.perf_counter()
         times["loss: backward"].append(clock["head (sub-pixel)backward"] - loss_start)  # until the head's backward starts
+        times["stem (stride 4): backward"].append(t3 - clock["stem (stride 4)backward"])  # the last module backward reaches
         times["backward, all"].append(t3 - loss_start)
         optimizer.step()
         t4 = time.perf_counter()
@@ -98,6 +104,7 @@ def main() -> None:
     parser.add_argument("--autocast", choices=("none", "bf16"), default="none")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", message="Full backward hook is firing")  # the stem's: timed without its end hook
     reuse_freed_host_memory()  # as train() does on the CPU
     for variant in args.variants.split(","):
         for text in args.shapes.split(","):

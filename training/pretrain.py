@@ -27,7 +27,7 @@ from training.evaluate import evaluate_model
 from training.files import atomic_write_bytes
 
 RECIPE = {  # the shipped weights' recipe; every value is a flag below
-    "num_images": 16000, "seed": 0, "model_variant": "base", "epochs": 8, "batch_size": 8, "lr": 3e-3, "crop": "256x384",
+    "num_images": 32000, "seed": 0, "model_variant": "base", "epochs": 8, "batch_size": 8, "lr": 3e-3, "crop": "256x384",
 }
 
 
