@@ -75,7 +75,7 @@ def test_evaluate_letterboxes_other_sizes_and_maps_back(image_mask_folder, tmp_p
     assert report["pupil_iou_mean"] > 0.4
 
 
-def test_pupil_mask_keeps_the_largest_region_and_fills_its_hull():
+def test_pupil_mask_keeps_the_largest_region_and_fills_its_ellipse_or_hull():
     """Scenario: The predicted pupil is one convex region"""
     from training.inference import pupil_mask
 
@@ -93,9 +93,21 @@ def test_pupil_mask_keeps_the_largest_region_and_fills_its_hull():
     hull = pupil_mask(probability, "hull")
     assert hull[20, 140] == 0 and hull[60, 78] == 1  # the notch is put back, the stray blob is gone
     assert np.all(hull >= largest) and np.logical_xor(hull, full_disc).sum() < 0.05 * full_disc.sum()
-    assert not pupil_mask(np.zeros((8, 8), np.float32)).any()  # no pupil stays no pupil
+    ellipse = pupil_mask(probability)  # the default
+    assert ellipse[20, 140] == 0 and ellipse[60, 78] == 1  # the notch is put back, the stray blob is gone
+    assert np.logical_xor(ellipse, full_disc).sum() < 0.08 * full_disc.sum()
+    assert ellipse.sum() <= hull.sum()  # no outward bias beyond the hull's
+    oval = np.zeros((120, 160), np.float32)
+    cv2.ellipse(oval, ((80.0, 60.0), (50.0, 30.0), 30.0), 0.9, -1)
+    drawn = (oval > 0.5).astype(np.uint8)
+    assert np.logical_xor(pupil_mask(oval), drawn).sum() < 0.05 * drawn.sum()  # an ellipse stays that ellipse
+    dot = np.zeros((8, 8), np.float32)
+    dot[3, 4] = 0.9
+    assert pupil_mask(dot).sum() >= 1 and pupil_mask(dot)[3, 4] == 1  # a region too small to fit keeps its pixel
+    for name in ("ellipse", "largest", "hull", "none"):
+        assert not pupil_mask(np.zeros((8, 8), np.float32), name).any()  # no pupil stays no pupil
     with pytest.raises(ValueError, match="postprocess"):
-        pupil_mask(probability, "ellipse")
+        pupil_mask(probability, "circle")
 
 
 def test_evaluate_scores_the_postprocessed_mask(image_mask_folder, tmp_path):
@@ -107,10 +119,11 @@ def test_evaluate_scores_the_postprocessed_mask(image_mask_folder, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     from training.evaluate import evaluate_model
 
-    evaluate_model(FIXTURE_MODEL, image_mask_folder, tmp_path / "largest", timing=False)  # the default
+    evaluate_model(FIXTURE_MODEL, image_mask_folder, tmp_path / "ellipse", timing=False)  # the default
+    evaluate_model(FIXTURE_MODEL, image_mask_folder, tmp_path / "largest", timing=False, postprocess="largest")
     evaluate_model(FIXTURE_MODEL, image_mask_folder, tmp_path / "hull", timing=False, postprocess="hull")
     predictor = load_predictor(FIXTURE_MODEL)
-    for name in ("largest", "hull", "none"):
+    for name in ("ellipse", "largest", "hull", "none"):
         report = json.loads((tmp_path / name / "report.json").read_text())
         assert report["postprocess"] == name and f"--postprocess {name}" in (tmp_path / name / "report.md").read_text()
         for row in csv.DictReader(open(tmp_path / name / "per_image.csv")):  # each frame scored on that mask

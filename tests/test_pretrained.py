@@ -73,6 +73,6 @@ def test_pretrain_command_writes_weights_and_a_card(tmp_path):
     assert "--num-images 16" in card["command"] and card["recipe"]["epochs"] == 1
     report = json.loads((tmp_path / "out" / "runs" / "pretrain" / "synthetic_test" / "report.json").read_text())
     assert card["metrics"]["synthetic_test"]["pupil_iou_mean"] == report["pupil_iou_mean"] and report["split"] == "test"
-    assert card["postprocess"] == report["postprocess"] == "largest"  # the card says which mask its metrics score
+    assert card["postprocess"] == report["postprocess"] == "ellipse"  # the card says which mask its metrics score
     state = torch.load(weights / card["state_dict"], map_location="cpu", weights_only=True)
     build_model("tiny").load_state_dict(state)

@@ -5,7 +5,7 @@
 
 For each frame: the dataset's preprocessing (training.preprocess.prepare_frame: gamma + CLAHE, letterbox to the
 model input), ONNX Runtime, the pupil probability mapped back to the frame, the largest region's ellipse
-(training.preprocess.fit_ellipse) of the predicted mask (--postprocess: by default the largest region above 0.5;
+(training.preprocess.fit_ellipse) of the predicted mask (--postprocess: by default that ellipse, filled;
 training.inference.pupil_mask). Writes pred/overlays/*.png (or pred/<video>_overlay.mp4 for a video) and
 pred/predictions.csv + predictions.json with frame, cx, cy, rx, ry, angle (pixels/degrees, frame coordinates),
 confidence (mean pupil probability inside the predicted region; 0 when no pupil is found).
