@@ -65,12 +65,11 @@ def profile(variant: str, shape: tuple[int, int], batch_size: int, steps: int, a
         module.register_forward_pre_hook(start)
         module.register_forward_hook(stop)
     image = batch["image"]  # no gradient, as in training
-    dtype = torch.bfloat16 if autocast == "bf16" else None
     for step in range(steps + 2):
         if step == 2:
             times.clear()
         t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype is not None):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast == "bf16"):
             logits = model(image)
             t1 = time.perf_counter()
             losses = loss_fn(logits.float(), batch["label"], batch["spatial_weights"], batch["dist_map"], 0.5)

@@ -237,7 +237,6 @@ def test_input_pipeline_benchmark_ends_with_the_ratio():
     assert lines[-1].startswith("pipeline/step=") and float(lines[-1].split("=")[1]) > 0
 
 
-
 def test_step_profile_brackets_each_part_of_the_step():
     """Scenario: Where a training step's time goes"""
     result = run_python(["benchmarks/profile_step.py", "--variants", "tiny,base", "--shapes", "64x96", "--batch-size", "2", "--steps", "2"], timeout=600)
