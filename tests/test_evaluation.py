@@ -75,7 +75,7 @@ def test_evaluate_letterboxes_other_sizes_and_maps_back(image_mask_folder, tmp_p
     assert report["pupil_iou_mean"] > 0.4
 
 
-def test_pupil_mask_keeps_the_largest_region_and_fills_its_ellipse_or_hull():
+def test_pupil_mask_keeps_the_strongest_region_and_fills_its_ellipse_or_hull():
     """Scenario: The predicted pupil is one convex region"""
     from training.inference import pupil_mask
 
@@ -88,11 +88,11 @@ def test_pupil_mask_keeps_the_largest_region_and_fills_its_ellipse_or_hull():
 
     raw = pupil_mask(probability, "none")
     assert raw[20, 140] == 1 and raw[60, 78] == 0
-    largest = pupil_mask(probability, "largest")
-    assert largest[20, 140] == 0 and largest[60, 78] == 0 and np.array_equal(largest, raw * (largest > 0))
+    region = pupil_mask(probability, "region")
+    assert region[20, 140] == 0 and region[60, 78] == 0 and np.array_equal(region, raw * (region > 0))
     hull = pupil_mask(probability, "hull")
     assert hull[20, 140] == 0 and hull[60, 78] == 1  # the notch is put back, the stray blob is gone
-    assert np.all(hull >= largest) and np.logical_xor(hull, full_disc).sum() < 0.05 * full_disc.sum()
+    assert np.all(hull >= region) and np.logical_xor(hull, full_disc).sum() < 0.05 * full_disc.sum()
     ellipse = pupil_mask(probability)  # the default
     assert ellipse[20, 140] == 0 and ellipse[60, 78] == 1  # the notch is put back, the stray blob is gone
     assert np.logical_xor(ellipse, full_disc).sum() < 0.08 * full_disc.sum()
@@ -104,7 +104,15 @@ def test_pupil_mask_keeps_the_largest_region_and_fills_its_ellipse_or_hull():
     dot = np.zeros((8, 8), np.float32)
     dot[3, 4] = 0.9
     assert pupil_mask(dot).sum() >= 1 and pupil_mask(dot)[3, 4] == 1  # a region too small to fit keeps its pixel
-    for name in ("ellipse", "largest", "hull", "none"):
+    doubt = np.zeros((120, 160), np.float32)
+    cv2.circle(doubt, (120, 80), 16, 0.98, -1)  # a confident pupil: ~800 px, summed probability ~790
+    doubt[10:50, 10:90] = 0.55  # a wide region of doubtful iris: 3,200 px, summed 1,760: it wins
+    assert pupil_mask(doubt, "region")[30, 50] == 1 and pupil_mask(doubt, "region")[80, 120] == 0
+    doubt[10:50, 10:90] = 0.0
+    doubt[10:50, 10:45] = 0.51  # 1,400 px, more than the pupil's, but summed 714: the pupil wins
+    assert pupil_mask(doubt, "region")[80, 120] == 1 and pupil_mask(doubt, "region")[30, 20] == 0
+    assert pupil_mask(doubt)[80, 120] == 1  # and the default mask is that pupil's ellipse
+    for name in ("ellipse", "region", "hull", "none"):
         assert not pupil_mask(np.zeros((8, 8), np.float32), name).any()  # no pupil stays no pupil
     with pytest.raises(ValueError, match="postprocess"):
         pupil_mask(probability, "circle")
@@ -120,10 +128,10 @@ def test_evaluate_scores_the_postprocessed_mask(image_mask_folder, tmp_path):
     from training.evaluate import evaluate_model
 
     evaluate_model(FIXTURE_MODEL, image_mask_folder, tmp_path / "ellipse", timing=False)  # the default
-    evaluate_model(FIXTURE_MODEL, image_mask_folder, tmp_path / "largest", timing=False, postprocess="largest")
+    evaluate_model(FIXTURE_MODEL, image_mask_folder, tmp_path / "region", timing=False, postprocess="region")
     evaluate_model(FIXTURE_MODEL, image_mask_folder, tmp_path / "hull", timing=False, postprocess="hull")
     predictor = load_predictor(FIXTURE_MODEL)
-    for name in ("ellipse", "largest", "hull", "none"):
+    for name in ("ellipse", "region", "hull", "none"):
         report = json.loads((tmp_path / name / "report.json").read_text())
         assert report["postprocess"] == name and f"--postprocess {name}" in (tmp_path / name / "report.md").read_text()
         for row in csv.DictReader(open(tmp_path / name / "per_image.csv")):  # each frame scored on that mask

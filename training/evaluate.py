@@ -39,9 +39,10 @@ from training.metrics import SegmentationMeter, area_ratio, binary_iou, boundary
 from training.visualize import LABEL_COLOR, PREDICTION_COLOR, outline
 
 log = logging.getLogger("training.evaluate")
-POSTPROCESS_TEXT = {"ellipse": "the ellipse fitted to the largest region above probability 0.5, filled (--postprocess ellipse)",
-                    "hull": "convex hull of the largest region above probability 0.5 (--postprocess hull)",
-                    "largest": "largest region above probability 0.5 (--postprocess largest)", "none": "every pixel above probability 0.5 (--postprocess none)"}
+POSTPROCESS_TEXT = {"ellipse": "the ellipse fitted to the region above probability 0.5 with the most pupil probability, filled (--postprocess ellipse)",
+                    "hull": "convex hull of the region above probability 0.5 with the most pupil probability (--postprocess hull)",
+                    "region": "the region above probability 0.5 with the most pupil probability (--postprocess region)",
+                    "none": "every pixel above probability 0.5 (--postprocess none)"}
 SIZE_BINS = ((0, 10), (10, 20), (20, 40), (40, 80), (80, float("inf")))  # pupil diameter in px on the frame's grid
 
 
@@ -63,7 +64,7 @@ def evaluate_model(model: str | os.PathLike | Predictor, data: str | os.PathLike
                    postprocess: str = DEFAULT_POSTPROCESS) -> dict[str, Any]:
     """Scores `model` (a path, "pretrained" or a loaded Predictor) on the frames of `data` and writes the report files.
     Frames whose label has fewer than `min_pupil_px` pupil pixels are left out (and counted). The predicted mask is
-    `training.inference.pupil_mask(probability, postprocess)`: by default the ellipse fitted to the largest region above 0.5 (DEFAULT_POSTPROCESS)."""
+    `training.inference.pupil_mask(probability, postprocess)`: by default the ellipse fitted to the strongest region above 0.5 (DEFAULT_POSTPROCESS)."""
     output_dir = Path(output_dir)
     (output_dir / "worst").mkdir(parents=True, exist_ok=True)
     predictor = model if isinstance(model, Predictor) else load_predictor(model)
