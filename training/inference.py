@@ -125,7 +125,7 @@ def pupil_mask(probability: np.ndarray, postprocess: str = DEFAULT_POSTPROCESS, 
         return mask
     count, labels = cv2.connectedComponents(mask, connectivity=8)
     if count > 2:
-        mass = np.bincount(labels.ravel(), weights=probability.ravel().astype(np.float64), minlength=count)[1:]
+        mass = np.bincount(labels.ravel(), weights=probability.ravel(), minlength=count)[1:]  # summed in float64
         mask = (labels == 1 + int(np.argmax(mass))).astype(np.uint8)
     if postprocess == "hull":
         cv2.fillConvexPoly(mask, cv2.convexHull(cv2.findNonZero(mask)), 1)
