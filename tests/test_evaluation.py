@@ -139,6 +139,55 @@ def test_evaluate_scores_the_postprocessed_mask(image_mask_folder, tmp_path):
             assert int(row["predicted_pixels"]) == int(pupil_mask(probability, name).sum())
 
 
+def test_flips_average_the_model_over_the_frame_and_its_three_flips(image_mask_folder, tmp_path):
+    """Scenario: Flip-averaged prediction"""
+    from training.inference import Predictor, flip_averaged, load_predictor, predict_frame
+
+    def sigmoid(x):
+        return 1 / (1 + np.exp(-x))
+
+    place = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)  # a model that sees where a pixel is
+    def logits(batch, bias):
+        out = np.zeros((len(batch), 2, 6, 8), np.float32)
+        out[:, 1] = 3 * batch[:, 0] - 1 + bias
+        return out
+
+    batch = np.random.default_rng(1).random((2, 1, 6, 8), dtype=np.float32)
+    pixelwise = flip_averaged(Predictor(lambda b: logits(b, 0), 6, 8, b"", "pixelwise"))
+    assert pixelwise.views == 4  # a model blind to place gives its own probability back: every flip is undone
+    assert np.allclose(preprocess.pupil_probability(pixelwise.run(batch)), sigmoid(3 * batch[:, 0] - 1), atol=1e-6)
+    placed = flip_averaged(Predictor(lambda b: logits(b, place), 6, 8, b"", "placed"))
+    # the view flipped by f is answered with `place` on the flipped grid; flipped back, each pixel meets f(place)
+    expected = np.mean([sigmoid(3 * batch[:, 0] - 1 + p) for p in (place, place[:, ::-1], place[::-1], place[::-1, ::-1])], axis=0)
+    assert np.allclose(preprocess.pupil_probability(placed.run(batch)), expected, atol=1e-6)
+    assert not np.allclose(expected, sigmoid(3 * batch[:, 0] - 1 + place), atol=1e-3)
+    with pytest.raises(ValueError, match="already flip-averaged"):
+        flip_averaged(placed)
+
+    plain, flipped = load_predictor(FIXTURE_MODEL), load_predictor(FIXTURE_MODEL, flips=True)  # an ONNX model: one batch of 4 views
+    frame = cv2.imread(str(sorted((image_mask_folder / "images").iterdir())[0]), cv2.IMREAD_GRAYSCALE)
+    batch, box = preprocess.prepare_frame(frame, plain.input_height, plain.input_width)
+    each = [np.flip(preprocess.pupil_probability(plain.run(np.ascontiguousarray(np.flip(batch, axes))))[0], tuple(a - 2 for a in axes))
+            for axes in ((), (3,), (2,), (2, 3))]
+    assert np.allclose(predict_frame(flipped, frame), preprocess.unletterbox(np.mean(each, axis=0), box), atol=1e-5)
+    mine = tmp_path / "mine" / "images"  # predict --save-masks --flips drafts the flip-averaged mask
+    mine.mkdir(parents=True)
+    cv2.imwrite(str(mine / "a_0001.png"), frame)
+    assert run_python(["-m", "training.predict", "--model", str(FIXTURE_MODEL), str(mine), "--output-dir", str(tmp_path / "pred"), "--save-masks", "--flips"]).returncode == 0
+    from training.inference import pupil_mask
+
+    drafted = cv2.imread(str(tmp_path / "mine" / "masks" / "a_0001.png"), cv2.IMREAD_GRAYSCALE) > 0
+    assert np.array_equal(drafted, pupil_mask(predict_frame(flipped, frame)) > 0)
+    result = run_python(["-m", "training.evaluate", "--model", str(FIXTURE_MODEL), "--data", str(image_mask_folder), "--output-dir", str(tmp_path / "flips"),
+                         "--flips", "--no-timing"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "flips" / "report.json").read_text())
+    assert report["flips"] is True and "3 flips (--flips)" in (tmp_path / "flips" / "report.md").read_text()
+    from training.evaluate import evaluate_model
+
+    assert evaluate_model(FIXTURE_MODEL, image_mask_folder, tmp_path / "plain", timing=False)["flips"] is False
+
+
 def test_letterbox_round_trip():
     """Scenario: Images of another size are letterboxed"""
     frame = np.random.default_rng(0).integers(0, 255, (300, 300), dtype=np.uint8)

@@ -61,13 +61,14 @@ def _bin_name(low: float, high: float) -> str:
 
 def evaluate_model(model: str | os.PathLike | Predictor, data: str | os.PathLike, output_dir: str | os.PathLike, split: str = "validation",
                    worst_k: int = 6, limit: int = 0, timing: bool = True, min_pupil_px: int = 0, strict: bool = False,
-                   postprocess: str = DEFAULT_POSTPROCESS) -> dict[str, Any]:
-    """Scores `model` (a path, "pretrained" or a loaded Predictor) on the frames of `data` and writes the report files.
+                   postprocess: str = DEFAULT_POSTPROCESS, flips: bool = False) -> dict[str, Any]:
+    """Scores `model` (a path, "pretrained" or a loaded Predictor; `flips`: a path's model flip-averaged,
+    training.inference.flip_averaged) on the frames of `data` and writes the report files.
     Frames whose label has fewer than `min_pupil_px` pupil pixels are left out (and counted). The predicted mask is
     `training.inference.pupil_mask(probability, postprocess)`: by default the ellipse fitted to the strongest region above 0.5 (DEFAULT_POSTPROCESS)."""
     output_dir = Path(output_dir)
     (output_dir / "worst").mkdir(parents=True, exist_ok=True)
-    predictor = model if isinstance(model, Predictor) else load_predictor(model)
+    predictor = model if isinstance(model, Predictor) else load_predictor(model, flips=flips)
     meter = SegmentationMeter()
     rows, keep, timing_input, bad, too_small = [], [], None, ([] if not strict else None), 0
     for frame in iter_frames(data, split, limit, bad):
@@ -92,7 +93,7 @@ def evaluate_model(model: str | os.PathLike | Predictor, data: str | os.PathLike
     report: dict[str, Any] = {
         "model": predictor.source, "data": str(data), "split": split, "frames": len(rows),
         "bad_inputs": len(bad or []), "bad_input_messages": bad or [], "frames_below_min_pupil_px": too_small, "min_pupil_px": min_pupil_px,
-        "postprocess": postprocess,
+        "postprocess": postprocess, "flips": predictor.views > 1,
         "pupil_iou_mean": float(ious.mean()), "pupil_iou_median": float(np.median(ious)), "pupil_iou_split": scores["pupil_iou"],
         "miou": scores["miou"], "dice": scores["dice"], "pixel_accuracy": scores["pixel_accuracy"],
         "precision": scores["precision"], "recall": scores["recall"],
@@ -102,8 +103,9 @@ def evaluate_model(model: str | os.PathLike | Predictor, data: str | os.PathLike
         "confusion_matrix": meter.matrix.tolist(),
         "onnx_bytes": len(predictor.onnx_bytes),
     }
-    if timing:
-        report["latency_ms_1_thread"] = latency_ms(predictor.onnx_bytes, 1, frame=timing_input)  # on a real frame
+    if timing:  # on a real frame; flip-averaged: the batch of its 4 views
+        timing_input = np.repeat(timing_input, predictor.views, axis=0)
+        report["latency_ms_1_thread"] = latency_ms(predictor.onnx_bytes, 1, frame=timing_input)
         report["latency_ms_all_threads"] = latency_ms(predictor.onnx_bytes, 0, frame=timing_input)
         report["threads_all"] = os.cpu_count()
     _write_outputs(report, rows, keep, output_dir)
@@ -198,7 +200,7 @@ def _markdown(report: dict[str, Any]) -> str:
         lines += ["", f"{report['bad_inputs']} bad input(s) left out:"] + [f"- {message}" for message in report["bad_input_messages"]]
     if report.get("frames_below_min_pupil_px"):
         lines += ["", f"{report['frames_below_min_pupil_px']} frame(s) with fewer than {report['min_pupil_px']} pupil pixels left out."]
-    lines += ["", f"Predicted mask: {POSTPROCESS_TEXT[report['postprocess']]}.",
+    lines += ["", f"Predicted mask: {POSTPROCESS_TEXT[report['postprocess']]}" + (", from the pupil probability averaged over the frame and its 3 flips (--flips)." if report.get("flips") else "."),
               "Centre errors use the centre of an ellipse fitted to the largest predicted region; a frame with no",
               "predicted pupil counts as a miss (infinite error). Detection rate: share of frames within 5 px.",
               "Boundary offset: mean signed distance of the predicted pupil's edge from the label's, in pixels of the frame's",
@@ -255,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        predictor = load_predictor(args.model)
+        predictor = load_predictor(args.model, flips=args.flips)
         reports = {}
         names = _folder_names(args.data)
         for name, data in zip(names, args.data):

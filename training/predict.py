@@ -13,7 +13,8 @@ confidence (mean pupil probability inside the predicted region; 0 when no pupil 
 --save-masks (model-assisted labelling) also writes each image's predicted pupil as a mask PNG (pupil 255, the rest 0,
 the image's size) into masks/ beside the images/ folder that holds it (or beside the image), the layout training and
 evaluate read: correct them in any image editor instead of drawing them from nothing. A mask that is already there
-is never overwritten (it may hold your corrections) unless --overwrite-masks.
+is never overwritten (it may hold your corrections) unless --overwrite-masks. --flips averages the model over each
+frame and its flips (4x the work, better drafts on real frames: training.inference.flip_averaged).
 """
 
 from __future__ import annotations
@@ -91,10 +92,10 @@ def save_mask(image: Path, mask: np.ndarray, overwrite: bool = False) -> bool:
 
 
 def predict_paths(model: str, inputs: list[str], output_dir: str | Path, postprocess: str = DEFAULT_POSTPROCESS, save_masks: bool = False,
-                  overwrite_masks: bool = False) -> list[dict]:
+                  overwrite_masks: bool = False, flips: bool = False) -> list[dict]:
     """Predicts every input; returns one record per frame. With save_masks, each image's record says whether its
-    mask was written ("mask": written | kept, the one there stays)."""
-    predictor = load_predictor(model)
+    mask was written ("mask": written | kept, the one there stays). flips: training.inference.flip_averaged."""
+    predictor = load_predictor(model, flips=flips)
     output_dir = Path(output_dir)
     (output_dir / "overlays").mkdir(parents=True, exist_ok=True)
     records = []
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite-masks", action="store_true", help="with --save-masks: replace masks that are already there (default: keep them)")
     args = parser.parse_args(argv)
     try:
-        records = predict_paths(args.model, args.inputs, args.output_dir, args.postprocess, args.save_masks, args.overwrite_masks)
+        records = predict_paths(args.model, args.inputs, args.output_dir, args.postprocess, args.save_masks, args.overwrite_masks, args.flips)
     except (FileNotFoundError, ValueError) as error:  # a missing input, a bad model (ModelLoadError) or an unreadable video
         print(f"error: {error}", file=sys.stderr)
         return 2
