@@ -78,7 +78,7 @@ def flip_averaged(predictor: Predictor) -> Predictor:
     """Test-time augmentation: the model sees each input and its three flips as one batch (4x the work), each pupil
     probability is flipped back and the four are averaged. Returns logits (0, log p/(1-p)) whose softmax is that mean,
     so everything downstream (pupil_probability, pupil_mask) is unchanged. Measured on both real dev sets (README,
-    "Score a model on your own frames"): higher pupil IoU on both in each of four models."""
+    "Score a model on your own frames"): higher pupil IoU on both in each of seven models."""
     if predictor.views != 1:
         raise ValueError(f"{predictor.source}: already flip-averaged")
 
