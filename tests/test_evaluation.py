@@ -188,6 +188,26 @@ def test_flips_average_the_model_over_the_frame_and_its_three_flips(image_mask_f
     assert evaluate_model(FIXTURE_MODEL, image_mask_folder, tmp_path / "plain", timing=False)["flips"] is False
 
 
+def test_flip_averaged_onnx_file_computes_what_flips_scores(tmp_path):
+    """Scenario: Flip-averaged prediction in one ONNX file"""
+    import torch
+
+    from training.export import MAX_ONNX_BYTES, FlipAveraged, export_onnx
+    from training.inference import load_predictor
+    from training.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("tiny").eval()
+    export_onnx(model, tmp_path / "plain.onnx")
+    export_onnx(FlipAveraged(model), tmp_path / "flips.onnx")  # the model passed in stays unfused
+    batch = np.random.default_rng(0).random((2, 1, 400, 640), dtype=np.float32)
+    one_file = preprocess.pupil_probability(load_predictor(tmp_path / "flips.onnx").run(batch))
+    averaged = preprocess.pupil_probability(load_predictor(tmp_path / "plain.onnx", flips=True).run(batch))
+    plain = preprocess.pupil_probability(load_predictor(tmp_path / "plain.onnx").run(batch))
+    assert np.abs(one_file - averaged).max() < 1e-5 and np.abs(one_file - plain).max() > 1e-3
+    assert (tmp_path / "flips.onnx").stat().st_size < MAX_ONNX_BYTES
+
+
 def test_letterbox_round_trip():
     """Scenario: Images of another size are letterboxed"""
     frame = np.random.default_rng(0).integers(0, 255, (300, 300), dtype=np.uint8)

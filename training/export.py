@@ -67,6 +67,34 @@ def strip_debug_metadata(onnx_bytes: bytes) -> bytes:
     return proto.SerializeToString()
 
 
+class FlipAveraged(nn.Module):
+    """A model averaged over each input and its three flips, in one graph: what `evaluate --flips` scores
+    (training.inference.flip_averaged), as one ONNX file for a device that can afford 4x the work.
+
+        export_onnx(FlipAveraged(build_model("base", pretrained=True)), "pupil_flips.onnx")
+
+    The four views run as one batch; each view's pupil probability is flipped back and the four are averaged. The
+    output is the log of the averaged class probabilities (B, 2, H, W), so its softmax is that mean and it reads
+    like the model's own logits. Same weights, same file size."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def fuse(self) -> "FlipAveraged":
+        if hasattr(self.model, "fuse"):
+            self.model.fuse()
+        return self
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        count = image.shape[0]
+        views = torch.cat([image, image.flip(3), image.flip(2), image.flip(2, 3)])
+        log_probability = torch.log_softmax(self.model(views), dim=1)
+        back = [log_probability[:count], log_probability[count:2 * count].flip(3), log_probability[2 * count:3 * count].flip(2),
+                log_probability[3 * count:].flip(2, 3)]
+        return torch.logsumexp(torch.stack(back), dim=0) - float(np.log(4.0))
+
+
 def export_onnx(
     model: nn.Module,
     path: str | os.PathLike,
