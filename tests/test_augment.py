@@ -39,6 +39,19 @@ def test_flip_mirrors_image_label_and_ellipse_exactly(train_batch):
         assert torch.equal(out["ellipse"][i, 2:], train_batch["ellipse"][i, 2:])
 
 
+def test_upside_down_flip_mirrors_image_label_and_ellipse(train_batch):
+    """Scenario: Augmentation keeps targets in sync (the optional upside-down flip)"""
+    out = BatchAugmenter(AugmentConfig.only(vflip_p=1.0))(train_batch, epoch=0)
+    assert torch.equal(out["image"], train_batch["image"].flip(-2))
+    assert torch.equal(out["label"], train_batch["label"].flip(-2))
+    for i in range(len(out["label"])):
+        expected = preprocess.ellipse_columns(out["label"][i].numpy())
+        assert out["ellipse"][i, 1].item() == pytest.approx(expected["cy"], abs=1e-3)
+        assert out["angle"][i].item() == pytest.approx((180.0 - train_batch["angle"][i].item()) % 180.0, abs=1e-3)
+    half = BatchAugmenter(AugmentConfig(vflip_p=0.5), seed=5).params(train_batch, epoch=1)
+    assert 0 < sum(p.matrix is not None and p.matrix[1, 1] < 0 for p in half) < len(half)  # some upside down, not all
+
+
 def test_affine_warp_matches_opencv_and_moves_every_target(train_batch):
     """Scenario: Augmentation keeps targets in sync"""
     cfg = AugmentConfig.only(affine_p=1.0)

@@ -355,6 +355,9 @@ def test_config_flags_files_and_unknown_keys(tmp_path):
         assert "--" + field.name.replace("_", "-") in help_text, field.name
     with pytest.raises(ValueError, match="scheduler"):
         parse_config(["--scheduler", "linear"])
+    assert parse_config(["--vflip", "0.5"]).vflip == 0.5
+    with pytest.raises(ValueError, match="vflip must be a probability"):
+        parse_config(["--vflip", "1.5"])
 
 
 def test_fresh_run_refuses_to_overwrite_an_existing_one(precomputed, tmp_path, monkeypatch):

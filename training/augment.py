@@ -39,6 +39,7 @@ class AugmentConfig:
     (a model trained on synthetic frames must survive other cameras: framing, contrast, sensor, compression)."""
 
     flip_p: float = 0.5  # horizontal flip
+    vflip_p: float = 0.0  # upside-down flip (0: off, and no draw for it: other samples' draws stay as without the field)
     affine_p: float = 0.6  # rotation/scale/translation (zoom: eye scale x0.3-2, letterbox-like padding)
     max_rotation: float = 20.0  # degrees
     scale_range: tuple[float, float] = (0.3, 2.0)  # log-uniform; < 1 shrinks the frame inside padding
@@ -90,6 +91,9 @@ def sample_params(rng: np.random.Generator, cfg: AugmentConfig, in_shape: tuple[
     geometric = False
     if rng.random() < cfg.flip_p:
         matrix = np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+        geometric = True
+    if cfg.vflip_p > 0 and rng.random() < cfg.vflip_p:
+        matrix = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, height - 1.0], [0.0, 0.0, 1.0]]) @ matrix
         geometric = True
     if rng.random() < cfg.affine_p:
         p.scale = math.exp(rng.uniform(*np.log(cfg.scale_range)))

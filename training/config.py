@@ -24,6 +24,7 @@ class TrainConfig:
     task: str = "segmentation"  # segmentation | ellipse
     limit: int = 0  # use at most this many samples per split (0: all)
     augment: bool = True  # synchronized flip/affine/photometric augmentation on the training split
+    vflip: float = 0.0  # probability of an upside-down flip in augmentation (the left-right flip is always 0.5)
     crop: str = ""  # "HxW": train on random crops (mostly around the pupil) at full pixel scale; validation stays whole ("": whole frames)
     num_workers: int = 0  # DataLoader worker processes
     decode_cache: str = ""  # folder for the training split decoded once into uint8 memory maps (512 KiB a row): workers copy rows instead of decoding parquet ("": off)
@@ -99,6 +100,8 @@ class TrainConfig:
             raise ValueError("pretrained weights ship for the segmentation task only")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1) (0: off), not {self.ema_decay}")
+        if not 0.0 <= self.vflip <= 1.0:
+            raise ValueError(f"vflip must be a probability in [0, 1] (0: off), not {self.vflip}")
         return self
 
 

@@ -430,7 +430,7 @@ def build_data(cfg: TrainConfig, runtime: Runtime) -> Data:
         raise ValueError(f"{cfg.dataset}{' / ' + cfg.val_dataset if cfg.val_dataset else ''}: empty train ({len(train_set)}) or validation ({len(valid_set)}) split")
     sampler = DistributedSampler(train_set, runtime.world_size, runtime.rank, shuffle=True, seed=cfg.seed, drop_last=runtime.distributed)
     loader_args = {"num_workers": cfg.num_workers, "pin_memory": runtime.device.type == "cuda", "persistent_workers": cfg.num_workers > 0}
-    augmenter = BatchAugmenter(AugmentConfig(crop=cfg.crop_size() or None), seed=cfg.seed) if cfg.augment else None
+    augmenter = BatchAugmenter(AugmentConfig(crop=cfg.crop_size() or None, vflip_p=cfg.vflip), seed=cfg.seed) if cfg.augment else None
     return Data(train_set, valid_set, sampler, DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=False, **loader_args),
                 DataLoader(valid_set, batch_size=cfg.batch_size, shuffle=False, **loader_args), augmenter)
 
