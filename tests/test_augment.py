@@ -38,9 +38,15 @@ def test_flip_mirrors_image_label_and_ellipse_exactly(train_batch, step, axis):
         assert out["ellipse"][i, 1].item() == pytest.approx(expected["cy"], abs=1e-3)
         assert out["angle"][i].item() == pytest.approx((180.0 - train_batch["angle"][i].item()) % 180.0, abs=1e-3)
         assert torch.equal(out["ellipse"][i, 2:], train_batch["ellipse"][i, 2:])
-    if step == "vflip_p":  # with the default augmentation at 0.5: some samples upside down, not all
-        half = BatchAugmenter(AugmentConfig(vflip_p=0.5), seed=5).params(train_batch, epoch=1)
-        assert 0 < sum(p.matrix is not None and p.matrix[1, 1] < 0 for p in half) < len(half)
+    if step == "vflip_p":
+        half = BatchAugmenter(AugmentConfig(vflip_p=0.5), seed=5).params(train_batch, epoch=1)  # every step on, vflip 0.5
+        assert 0 < sum(p.matrix is not None and p.matrix[1, 1] < 0 for p in half) < len(half)  # some upside down, not all
+        # off (0, the default) it draws nothing: a probability too small to ever flip still takes a draw, which shifts
+        # every later draw; were 0 drawing too, the two would match
+        off, tiny = (BatchAugmenter(AugmentConfig(vflip_p=v), seed=5).params(train_batch, epoch=1) for v in (0.0, 1e-12))
+        assert not any(p.matrix is not None and p.matrix[1, 1] < 0 for p in off + tiny)
+        assert any((a.matrix is None) != (b.matrix is None) or (a.matrix is not None and not np.allclose(a.matrix, b.matrix)) or a.blur_sigma != b.blur_sigma
+                   for a, b in zip(off, tiny))
 
 
 def test_affine_warp_matches_opencv_and_moves_every_target(train_batch):

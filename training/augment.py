@@ -39,7 +39,7 @@ class AugmentConfig:
     (a model trained on synthetic frames must survive other cameras: framing, contrast, sensor, compression)."""
 
     flip_p: float = 0.5  # horizontal flip
-    vflip_p: float = 0.0  # upside-down flip (0: off, and no draw for it: other samples' draws stay as without the field)
+    vflip_p: float = 0.0  # upside-down flip (0: off and not drawn, so the other steps' draws stay as without the field)
     affine_p: float = 0.6  # rotation/scale/translation (zoom: eye scale x0.3-2, letterbox-like padding)
     max_rotation: float = 20.0  # degrees
     scale_range: tuple[float, float] = (0.3, 2.0)  # log-uniform; < 1 shrinks the frame inside padding
