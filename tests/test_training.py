@@ -310,6 +310,26 @@ def test_ema_weights_are_the_validated_and_exported_model(precomputed, tmp_path,
     assert np.abs(onnx_out - trained_out).max() > 10 * parity_bound(trained_out, 1e-4)  # not the raw weights
 
 
+def test_freeze_encoder_trains_the_decoder_and_head_only(precomputed, tmp_path, monkeypatch):
+    """Scenario: Fine-tuning with a frozen encoder"""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    from training.engine import frozen_encoder
+    from training.models import build_model
+    from training.tasks import get_task
+
+    start = build_model("tiny").state_dict()
+    torch.save(start, tmp_path / "start.pt")
+    result = train(_cfg(precomputed / "dataset", tmp_path, epochs=1, overlay_every=0, lr=0.02, warmup_epochs=0, export_onnx=False,
+                        init_from=str(tmp_path / "start.pt"), freeze_encoder=True))
+    tuned = torch.load(result.run_dir / "best_state_dict.pt", weights_only=True)
+    encoder = [name for name in start if name.startswith("encoder.")]
+    assert any("running_mean" in name for name in encoder)  # BatchNorm statistics are among them
+    assert all(torch.equal(tuned[name], start[name]) for name in encoder)
+    assert any(not torch.equal(tuned[name], start[name]) for name in start if name.startswith("decoder.") and name.endswith("weight"))
+    with pytest.raises(ValueError, match="no encoder"):
+        frozen_encoder(get_task("ellipse").build_model("tiny"))
+
+
 def test_torchrun_two_processes_on_cpu(precomputed, tmp_path):
     """Scenario: DDP under torchrun"""
     result = run_python(["-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(_free_port()), "training/train_efficientvit_local.py",

@@ -42,6 +42,7 @@ class TrainConfig:
     grad_clip: float = 1.0  # max gradient norm (0: off)
     ema_decay: float = 0.0  # EMA of the weights (e.g. 0.995) for validation, best.pt and ONNX export (0: off)
     freeze_bn: bool = False  # BatchNorm uses running statistics (fine-tuning, tiny per-GPU batches, exact CPU DDP)
+    freeze_encoder: bool = False  # train the decoder and head only: the encoder's weights and BatchNorm statistics stay as loaded (few-shot fine-tuning)
     early_stopping_patience: int = 10  # stop after this many epochs without a better valid metric (0: off)
     alpha_start: float = 1.0  # Dice weight at epoch 0; the surface loss gets 1 - alpha
     alpha_end: float = 0.2  # Dice weight after alpha_decay_epochs (linear decay, as in RITnet)

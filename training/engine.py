@@ -277,8 +277,8 @@ def train_one_epoch(state: TrainState, loader, task: Task, alpha: float, cfg: Tr
     model = state.model
     step = step or TrainStep(state, task, cfg, runtime.levers, runtime.device)
     model.train()
-    if cfg.freeze_bn:
-        for module in model.modules():
+    if cfg.freeze_bn or cfg.freeze_encoder:  # BatchNorm on its running statistics: everywhere, or in the frozen encoder
+        for module in (model if cfg.freeze_bn else frozen_encoder(model)).modules():
             if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                 module.eval()
     meter = task.new_meter()
@@ -441,11 +441,13 @@ def build_state(cfg: TrainConfig, task: Task, runtime: Runtime, steps_per_epoch:
     model = task.build_model(cfg.model_variant, pretrained=True) if cfg.pretrained and not cfg.init_from else task.build_model(cfg.model_variant)
     if cfg.init_from and checkpoint is None:
         model.load_state_dict(initial_weights(cfg.init_from, cfg.model_variant))
+    if cfg.freeze_encoder:
+        frozen_encoder(model).requires_grad_(False)
     model = model.to(runtime.device)
     levers = runtime.levers or Levers()
     if levers.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=levers.autocast_dtype == torch.float16)  # bfloat16 needs no loss scaling
     # Rank 0 keeps the weight average (every rank holds the same weights after a step).
     ema = ModelEma(model, cfg.ema_decay) if cfg.ema_decay > 0 and runtime.is_main else None
@@ -457,6 +459,14 @@ def build_state(cfg: TrainConfig, task: Task, runtime: Runtime, steps_per_epoch:
             state.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(state.model)
         state.model = torch.nn.parallel.DistributedDataParallel(state.model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
     return state
+
+
+def frozen_encoder(model: torch.nn.Module) -> torch.nn.Module:
+    """The part `--freeze-encoder` keeps as loaded: the segmentation model's encoder (DDP-wrapped or not)."""
+    encoder = getattr(getattr(model, "module", model), "encoder", None)
+    if not isinstance(encoder, torch.nn.Module):
+        raise ValueError(f"--freeze-encoder: {type(getattr(model, 'module', model)).__name__} has no encoder to freeze")
+    return encoder
 
 
 def initial_weights(path: str, model_variant: str) -> dict[str, torch.Tensor]:
