@@ -3,7 +3,7 @@
     python -m training.pretrain --num-images 3000 --families openeds,offaxis,face --output-dir hold --weights-dir hold/w
     python benchmarks/few_shot.py --model hold/w/base_synthetic.pt --family closeup --sizes 5,10,20,50 --output-dir fs/
     python benchmarks/few_shot.py ... --recipe epochs=15,lr=0.001 --real-data meye=REAL/meye face=REAL/face_val
-    python benchmarks/few_shot.py --model training/weights/base_synthetic.pt --sizes 14 --test-people 9 --erode 2 --recipe freeze_encoder=true
+    python benchmarks/few_shot.py --model training/weights/base_synthetic.pt --sizes 8 --test-people 20 --erode 2 --recipe freeze_encoder=true
 
 A camera family held out of pretraining stands in for your camera: frames of it are written as images/ + masks/
 folders by person (subject), N labelled frames (the first people's) fine-tune the model with visionassist-finetune
