@@ -30,7 +30,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
 from training.augment import AugmentConfig, BatchAugmenter
-from training.checkpoint import CheckpointSaver, TrainState, inference_weights, load_checkpoint, resume_checkpoint, rng_state, seed_everything
+from training.checkpoint import CheckpointSaver, TrainState, inference_weights, load_checkpoint, resume_checkpoint, rng_state, seed_everything, unwrap
 from training.config import TrainConfig
 from training.data import IMAGE_AND_LABEL, DecodedSplit, TrainingDataset, describe_split, open_split, resolve_source
 from training.ema import ModelEma
@@ -463,9 +463,10 @@ def build_state(cfg: TrainConfig, task: Task, runtime: Runtime, steps_per_epoch:
 
 def frozen_encoder(model: torch.nn.Module) -> torch.nn.Module:
     """The part `--freeze-encoder` keeps as loaded: the segmentation model's encoder (DDP-wrapped or not)."""
-    encoder = getattr(getattr(model, "module", model), "encoder", None)
+    model = unwrap(model)
+    encoder = getattr(model, "encoder", None)
     if not isinstance(encoder, torch.nn.Module):
-        raise ValueError(f"--freeze-encoder: {type(getattr(model, 'module', model)).__name__} has no encoder to freeze")
+        raise ValueError(f"--freeze-encoder: {type(model).__name__} has no encoder to freeze")
     return encoder
 
 

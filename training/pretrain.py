@@ -17,6 +17,7 @@ import argparse
 import json
 import shutil
 import time
+from dataclasses import fields
 from pathlib import Path
 
 from training.config import TrainConfig
@@ -30,6 +31,7 @@ RECIPE = {  # the shipped weights' recipe; every value is a flag below
     "num_images": 32000, "seed": 0, "model_variant": "base", "epochs": 8, "batch_size": 8, "lr": 3e-3, "crop": "256x384",
     "ema_decay": 0.0, "vflip": 0.0, "alpha_start": 1.0, "alpha_end": 0.2,
 }
+TRAIN_FIELDS = {field.name for field in fields(TrainConfig)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,9 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     if not any(dataset.glob("*/*.parquet")):  # a resumed run reuses the data
         dataset = synthetic_dataset(out, args.num_images, args.seed, [name for name in args.families.split(",") if name] or None)
     print("[3/4] train", flush=True)
-    cfg = TrainConfig(dataset=str(dataset), model_variant=args.model_variant, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, crop=args.crop, ema_decay=args.ema_decay, vflip=args.vflip,
-                      alpha_start=args.alpha_start, alpha_end=args.alpha_end,
-                      seed=args.seed, output_dir=str(out / "runs"), run_name="pretrain", resume="auto", overlay_every=5,
+    recipe = {key: getattr(args, key) for key in RECIPE if key in TRAIN_FIELDS}  # every recipe value but the frame count
+    cfg = TrainConfig(dataset=str(dataset), **recipe, output_dir=str(out / "runs"), run_name="pretrain", resume="auto", overlay_every=5,
                       num_workers=0, early_stopping_patience=0)
     result = train(cfg)
     test = score_on_synthetic_test(result, dataset)
