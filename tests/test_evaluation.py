@@ -101,6 +101,17 @@ def test_pupil_mask_keeps_the_strongest_region_and_fills_its_ellipse_or_hull():
     cv2.ellipse(oval, ((80.0, 60.0), (50.0, 30.0), 30.0), 0.9, -1)
     drawn = (oval > 0.5).astype(np.uint8)
     assert np.logical_xor(pupil_mask(oval), drawn).sum() < 0.05 * drawn.sum()  # an ellipse stays that ellipse
+    lidded = np.zeros((120, 160), np.float32)
+    cv2.circle(lidded, (80, 60), 25, 0.9, -1)
+    lidded[:45] = 0.0  # an upper lid hides the top 10 px of the pupil: the region's edge is a chord there
+    whole = np.zeros((120, 160), np.uint8)
+    cv2.circle(whole, (80, 60), 25, 1, -1)
+    plain = np.zeros((120, 160), np.uint8)
+    fit = preprocess.fit_ellipse((lidded > 0.5).astype(np.uint8))  # every contour point, the chord's too
+    cv2.ellipse(plain, ((fit.cx, fit.cy), (2 * fit.rx, 2 * fit.ry), fit.angle), 1, -1)
+    completed = pupil_mask(lidded)
+    assert np.logical_xor(completed, whole).sum() < 0.05 * whole.sum()  # the ellipse its arc lies on: the whole pupil
+    assert np.logical_xor(plain, whole).sum() > 0.15 * whole.sum()  # where the plain fit is pulled in by the chord
     dot = np.zeros((8, 8), np.float32)
     dot[3, 4] = 0.9
     assert pupil_mask(dot).sum() >= 1 and pupil_mask(dot)[3, 4] == 1  # a region too small to fit keeps its pixel
