@@ -201,7 +201,10 @@ def pupil_ellipse(mask: np.ndarray) -> preprocess.Ellipse | None:
         return np.abs(off) < tolerance, float(np.mean(off > tolerance))
 
     def fitted(subset: np.ndarray) -> preprocess.Ellipse | None:
-        (cx, cy), (width, height), angle = cv2.fitEllipse(subset)
+        try:
+            (cx, cy), (width, height), angle = cv2.fitEllipse(subset)
+        except cv2.error:  # points cv2 cannot fit (a straight run): that arc gives no ellipse
+            return None
         fit = preprocess.Ellipse(float(cx), float(cy), width / 2, height / 2, float(angle) % 180.0)
         ok = np.isfinite([fit.cx, fit.cy, fit.rx, fit.ry]).all() and min(fit.rx, fit.ry) >= 0.5
         return fit if ok and fit.rx * fit.ry <= ARC_GROWTH * plain.rx * plain.ry else None
