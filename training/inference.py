@@ -183,11 +183,11 @@ def pupil_ellipse(mask: np.ndarray) -> preprocess.Ellipse | None:
     area, is refitted to the points on it. The cut stretch lies inside that ellipse: the pupil is completed, as
     annotators and classical detectors draw it. Measured on both real dev sets (README, "Score a model on your own
     frames"); the same ellipse as fit_ellipse on a region that is already one."""
-    plain = preprocess.fit_ellipse(mask)
-    contours, _ = cv2.findContours((np.asarray(mask) > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    if plain is None or not contours:
-        return plain
-    points = max(contours, key=cv2.contourArea)[:, 0].astype(np.float32)
+    contour = preprocess.largest_contour(mask)
+    if contour is None:
+        return None
+    plain = preprocess.fit_contour(contour)  # = preprocess.fit_ellipse(mask)
+    points = contour[:, 0].astype(np.float32)
     if len(points) < 12 or min(plain.rx, plain.ry) < 1:
         return plain
 
@@ -202,17 +202,15 @@ def pupil_ellipse(mask: np.ndarray) -> preprocess.Ellipse | None:
 
     def fitted(subset: np.ndarray) -> preprocess.Ellipse | None:
         try:
-            (cx, cy), (width, height), angle = cv2.fitEllipse(subset)
+            fit = preprocess.points_ellipse(subset)
         except cv2.error:  # points cv2 cannot fit (a straight run): that arc gives no ellipse
             return None
-        fit = preprocess.Ellipse(float(cx), float(cy), width / 2, height / 2, float(angle) % 180.0)
-        ok = np.isfinite([fit.cx, fit.cy, fit.rx, fit.ry]).all() and min(fit.rx, fit.ry) >= 0.5
-        return fit if ok and fit.rx * fit.ry <= ARC_GROWTH * plain.rx * plain.ry else None
+        return fit if preprocess.well_posed(fit) and fit.rx * fit.ry <= ARC_GROWTH * plain.rx * plain.ry else None
 
     on_plain = int(on_ellipse(plain)[0].sum())
     if on_plain >= ARC_GATE * len(points):
         return plain
-    best, best_on = plain, on_plain
+    best, best_on, best_points = plain, on_plain, None
     for share in ARC_SHARES:
         length = int(round(share * len(points)))
         for start in range(ARC_STARTS):
@@ -222,7 +220,7 @@ def pupil_ellipse(mask: np.ndarray) -> preprocess.Ellipse | None:
             on, outside = on_ellipse(arc)
             if outside <= ARC_OUTSIDE and on.sum() > best_on:
                 best, best_on, best_points = arc, int(on.sum()), on
-    if best is plain or best_points.sum() < 6:
+    if best_points is None or best_points.sum() < 6:
         return best
     return fitted(points[best_points]) or best
 

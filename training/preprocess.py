@@ -73,29 +73,45 @@ def fit_ellipse(mask: np.ndarray) -> Ellipse | None:
     points, or a degenerate/non-finite fit far from the region): second moments of the region, and for a
     single pixel a circle of radius 0.5.
     """
-    binary = (np.asarray(mask) > 0).astype(np.uint8)
-    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    if not contours:
-        return None
-    largest = max(contours, key=lambda c: (cv2.contourArea(c), len(c)))
-    x, y, w, h = cv2.boundingRect(largest)  # the region is drawn and measured inside its bounding box only
+    largest = largest_contour(mask)
+    return None if largest is None else fit_contour(largest)
+
+
+def largest_contour(mask: np.ndarray) -> np.ndarray | None:
+    """The largest external contour ((N, 1, 2) int32, every boundary pixel) of `mask`'s non-zero pixels; None if empty."""
+    contours, _ = cv2.findContours((np.asarray(mask) > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    return max(contours, key=lambda c: (cv2.contourArea(c), len(c))) if contours else None
+
+
+def fit_contour(contour: np.ndarray) -> Ellipse:
+    """fit_ellipse for one external contour: cv2.fitEllipse, or the moments of the region it encloses."""
+    x, y, w, h = cv2.boundingRect(contour)  # the region is drawn and measured inside its bounding box only
     region = np.zeros((h, w), np.uint8)
-    cv2.drawContours(region, [largest], -1, 1, thickness=cv2.FILLED, offset=(-x, -y))
+    cv2.drawContours(region, [contour], -1, 1, thickness=cv2.FILLED, offset=(-x, -y))
     moment_fit = _moment_ellipse(region, x, y)
-    if len(largest) >= 5:
-        (cx, cy), (width, height), angle = cv2.fitEllipse(largest)
-        fitted = Ellipse(float(cx), float(cy), float(width) / 2, float(height) / 2, float(angle) % 180.0)
-        if _plausible(fitted, moment_fit, w, h):
+    if len(contour) >= 5:
+        fitted = points_ellipse(contour)
+        if well_posed(fitted) and _plausible(fitted, moment_fit, w, h):
             return fitted
     return moment_fit
 
 
+def points_ellipse(points: np.ndarray) -> Ellipse:
+    """cv2.fitEllipse of 5 or more points, as an Ellipse (semi-axes; angle in [0, 180))."""
+    (cx, cy), (width, height), angle = cv2.fitEllipse(points)
+    return Ellipse(float(cx), float(cy), float(width) / 2, float(height) / 2, float(angle) % 180.0)
+
+
+def well_posed(fit: Ellipse) -> bool:
+    """Finite, with a minor semi-axis of at least 0.5 px: a sub-pixel minor axis (a line, a 1-px sliver) makes cv2's
+    fit numerically unstable."""
+    return bool(np.isfinite([fit.cx, fit.cy, fit.rx, fit.ry]).all()) and min(fit.rx, fit.ry) >= 0.5
+
+
 def _plausible(fit: Ellipse, moments: Ellipse, width: int, height: int) -> bool:
-    """A contour fit is kept when it is finite, no larger than the region's extent (its bounding box, width x
+    """A well-posed contour fit is kept when it is no larger than the region's extent (its bounding box, width x
     height) and centred on it; degenerate fits (cv2 extrapolating a huge or offset ellipse from a few points) fall
     back to the moments."""
-    if not all(np.isfinite([fit.cx, fit.cy, fit.rx, fit.ry])) or min(fit.rx, fit.ry) < 0.5:
-        return False  # a sub-pixel minor axis (a line, a 1-px sliver) makes cv2's fit numerically unstable
     extent = np.hypot(width, height)
     offset = np.hypot(fit.cx - moments.cx, fit.cy - moments.cy)
     return 2 * max(fit.rx, fit.ry) <= 1.5 * extent + 2 and offset <= 0.25 * max(moments.rx, moments.ry) + 1.0
