@@ -114,6 +114,11 @@ def test_each_family_has_its_documented_framing(family_frames):
         assert len(widths) >= 12, family
         low, high = expected[family]
         assert low * 0.7 <= np.median(widths) <= high * 1.15, (family, np.median(widths))
+    # iris radius (module docstring), drawn per subject across the whole documented range
+    iris = {"openeds": (80, 125), "closeup": (130, 230), "offaxis": (30, 80), "face": (12, 30)}
+    for family, (low, high) in iris.items():
+        radii = [subject_traits(7, subject, family).iris_radius for subject in range(300)]
+        assert low <= min(radii) < low * 1.1 and high * 0.9 < max(radii) <= high, (family, min(radii), max(radii))
     # face cameras: small pupils off-centre; some frames are portrait/square sensors letterboxed top-left
     face = family_frames["face"]
     centres = [np.argwhere(label == 3).mean(axis=0) for _, label in face if (label == 3).any()]
