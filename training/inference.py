@@ -220,7 +220,7 @@ def pupil_ellipse(mask: np.ndarray) -> preprocess.Ellipse | None:
             on, outside = on_ellipse(arc)
             if outside <= ARC_OUTSIDE and on.sum() > best_on:
                 best, best_on, best_points = arc, int(on.sum()), on
-    if best_points is None or best_points.sum() < 6:
+    if best_points is None or best_on < 6:
         return best
     return fitted(points[best_points]) or best
 
