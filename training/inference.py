@@ -218,8 +218,9 @@ def pupil_ellipse(mask: np.ndarray) -> preprocess.Ellipse | None:
             if arc is None:
                 continue
             on, outside = on_ellipse(arc)
-            if outside <= ARC_OUTSIDE and on.sum() > best_on:
-                best, best_on, best_points = arc, int(on.sum()), on
+            count = int(on.sum())
+            if outside <= ARC_OUTSIDE and count > best_on:
+                best, best_on, best_points = arc, count, on
     if best_points is None or best_on < 6:
         return best
     return fitted(points[best_points]) or best
