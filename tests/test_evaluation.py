@@ -458,3 +458,20 @@ def test_predict_and_quantize_name_bad_input_without_a_traceback(raw_dir, tmp_pa
         result = run_python(command)
         assert result.returncode == 2, result.stderr[-1000:]
         assert "Traceback" not in result.stderr and ("not a valid ONNX model" in result.stderr or "no such model file" in result.stderr)
+
+
+def test_visible_edge_finds_a_blurred_pupils_edge_and_places_tight_labels_inside_it():
+    """benchmarks/visible_edge.py: the label-free yardstick the README's annotator comparison rests on."""
+    from benchmarks.visible_edge import visible_edge
+
+    yy, xx = np.mgrid[:160, :160]
+    disc = lambda radius: (np.hypot(xx - 80.3, yy - 79.6) <= radius).astype(np.uint8)
+    frame = np.where(disc(20), 40, 140).astype(np.float32)
+    frame = cv2.GaussianBlur(frame, (0, 0), 1.5)
+    frame[60:63, 95:98] = 255  # a glint on the rim: a few rays only
+    exact, tight, loose = visible_edge(frame, disc(20)), visible_edge(frame, disc(15)), visible_edge(frame, disc(24))
+    for row in (exact, tight, loose):
+        assert abs(row["edge_r"] - 20) <= 0.75, row
+        assert abs(row["contrast"] - 100) < 10, row
+    assert 0.35 < exact["label_at"] < 0.65
+    assert tight["label_at"] < 0.1 and loose["label_at"] > 0.9  # the dark core vs the iris side of the step
