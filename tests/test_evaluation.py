@@ -461,7 +461,7 @@ def test_predict_and_quantize_name_bad_input_without_a_traceback(raw_dir, tmp_pa
 
 
 def test_visible_edge_finds_a_blurred_pupils_edge_and_places_tight_labels_inside_it():
-    """benchmarks/visible_edge.py: the label-free yardstick the README's annotator comparison rests on."""
+    """Scenario: A tight label sits inside the visible edge"""
     from benchmarks.visible_edge import visible_edge
 
     yy, xx = np.mgrid[:160, :160]
