@@ -75,9 +75,10 @@ def main() -> None:
     args = parser.parse_args()
     predictor = load_predictor(args.model) if args.model else None
     for source in args.data:
-        rows = []
+        rows, empty = [], 0
         for frame in iter_frames(source, args.split, args.limit):
             if not frame.mask.any():
+                empty += 1
                 continue
             row = visible_edge(frame.image, frame.mask)
             if predictor is not None:
@@ -85,9 +86,12 @@ def main() -> None:
                 predicted_r = np.sqrt(np.count_nonzero(predicted) / np.pi)
                 row.update(predicted_r=predicted_r, predicted_at=row["place"](predicted_r))
             rows.append(row)
+        if not rows:
+            print(f"{source}: no frame with a labelled pupil ({empty} without one)")
+            continue
         radius = np.array([row["label_r"] for row in rows])
         cuts = np.quantile(radius, np.linspace(0, 1, 6))
-        print(f"{source}: {len(rows)} frames")
+        print(f"{source}: {len(rows)} frames" + (f" ({empty} without a labelled pupil left out)" if empty else ""))
         print("| label radius (px) | frames | label / edge | label at | prediction / edge | prediction at |")
         print("|---|---|---|---|---|---|")
         for low, high in zip(cuts[:-1], cuts[1:]):
