@@ -25,6 +25,7 @@ who trace the dark core, and IoU against it rewards a model that learns that hab
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -46,24 +47,46 @@ def radial_profile(image: np.ndarray, cx: float, cy: float, reach: float) -> tup
     return radii, np.median(samples, axis=0)
 
 
-def visible_edge(image: np.ndarray, mask: np.ndarray) -> dict[str, float]:
-    """The visible edge's radius around the label's centroid, the label's area-equivalent radius, where that radius
-    sits in the pupil-to-iris transition (0 pupil gray, 1 iris gray) and the transition's contrast."""
+def area_radius(mask: np.ndarray) -> float:
+    """The radius of the disc of the mask's area (px)."""
+    return float(np.sqrt(np.count_nonzero(mask) / np.pi))
+
+
+@dataclass
+class VisibleEdge:
+    """One frame's radial profile around its label's centroid and the pupil-to-iris step found on it."""
+
+    radii: np.ndarray
+    profile: np.ndarray
+    label_r: float  # the label's area-equivalent radius
+    edge_r: float  # the steepest rise of the profile
+    pupil_gray: float  # the profile's median within half the label's radius
+    iris_gray: float  # its mean 2-5 px beyond the edge
+
+    @property
+    def contrast(self) -> float:
+        return self.iris_gray - self.pupil_gray
+
+    def place(self, radius: float) -> float:
+        """Where `radius` sits in the transition: 0 the pupil's gray, 1 the iris's."""
+        return float((np.interp(radius, self.radii, self.profile) - self.pupil_gray) / max(self.contrast, 1e-3))
+
+    @property
+    def label_at(self) -> float:
+        return self.place(self.label_r)
+
+
+def visible_edge(image: np.ndarray, mask: np.ndarray) -> VisibleEdge:
+    """The frame's visible pupil edge around the centroid of `mask` (a non-empty label)."""
     ys, xs = np.nonzero(mask)
-    cx, cy, label_r = xs.mean(), ys.mean(), np.sqrt(len(xs) / np.pi)
-    radii, profile = radial_profile(image, cx, cy, 3 * label_r + 8)
+    label_r = area_radius(mask)
+    radii, profile = radial_profile(image, xs.mean(), ys.mean(), 3 * label_r + 8)
     slope = np.gradient(cv2.GaussianBlur(profile.reshape(1, -1), (0, 0), 0.5 / STEP).ravel())
     window = (radii >= 0.5 * label_r) & (radii <= 1.6 * label_r + 4)
     edge_r = float(radii[window][np.argmax(slope[window])])
-    pupil_gray = float(np.median(profile[radii <= 0.5 * label_r]))
     beyond = (radii >= edge_r + 2) & (radii <= edge_r + 5)
     iris_gray = float(profile[beyond].mean()) if beyond.any() else float(profile[-1])
-    contrast = iris_gray - pupil_gray
-
-    def place(radius: float) -> float:
-        return float((np.interp(radius, radii, profile) - pupil_gray) / max(contrast, 1e-3))
-
-    return {"label_r": float(label_r), "edge_r": edge_r, "label_at": place(label_r), "contrast": contrast, "place": place}
+    return VisibleEdge(radii, profile, label_r, edge_r, float(np.median(profile[radii <= 0.5 * label_r])), iris_gray)
 
 
 def main() -> None:
@@ -80,11 +103,11 @@ def main() -> None:
             if not frame.mask.any():
                 empty += 1
                 continue
-            row = visible_edge(frame.image, frame.mask)
+            edge = visible_edge(frame.image, frame.mask)
+            row = {"label_r": edge.label_r, "label / edge": edge.label_r / edge.edge_r, "label at": edge.label_at}
             if predictor is not None:
-                predicted = pupil_mask(predict_frame(predictor, frame.image, frame.preprocessed))
-                predicted_r = np.sqrt(np.count_nonzero(predicted) / np.pi)
-                row.update(predicted_r=predicted_r, predicted_at=row["place"](predicted_r))
+                predicted_r = area_radius(pupil_mask(predict_frame(predictor, frame.image, frame.preprocessed)))
+                row.update({"prediction / edge": predicted_r / edge.edge_r, "prediction at": edge.place(predicted_r)})
             rows.append(row)
         if not rows:
             print(f"{source}: no frame with a labelled pupil ({empty} without one)")
@@ -92,18 +115,13 @@ def main() -> None:
         radius = np.array([row["label_r"] for row in rows])
         cuts = np.quantile(radius, np.linspace(0, 1, 6))
         print(f"{source}: {len(rows)} frames" + (f" ({empty} without a labelled pupil left out)" if empty else ""))
-        print("| label radius (px) | frames | label / edge | label at | prediction / edge | prediction at |")
-        print("|---|---|---|---|---|---|")
+        columns = ("label / edge", "label at", "prediction / edge", "prediction at")
+        print("| label radius (px) | frames | " + " | ".join(columns) + " |")
+        print("|---" * (len(columns) + 2) + "|")
         for low, high in zip(cuts[:-1], cuts[1:]):
             part = [row for row in rows if low <= row["label_r"] <= high]
-            line = (f"| {low:.1f}-{high:.1f} | {len(part)} | {np.median([r['label_r'] / r['edge_r'] for r in part]):.2f} | "
-                    f"{np.median([r['label_at'] for r in part]):.2f} |")
-            if predictor is not None:
-                line += f" {np.median([r['predicted_r'] / r['edge_r'] for r in part]):.2f} | {np.median([r['predicted_at'] for r in part]):.2f} |"
-            else:
-                line += " - | - |"
-            print(line)
-
+            cells = [f"{np.median([row[name] for row in part]):.2f}" if name in part[0] else "-" for name in columns]
+            print(f"| {low:.1f}-{high:.1f} | {len(part)} | " + " | ".join(cells) + " |")
 
 if __name__ == "__main__":
     main()

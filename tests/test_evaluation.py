@@ -471,7 +471,7 @@ def test_visible_edge_finds_a_blurred_pupils_edge_and_places_tight_labels_inside
     frame[60:63, 95:98] = 255  # a glint on the rim: a few rays only
     exact, tight, loose = visible_edge(frame, disc(20)), visible_edge(frame, disc(15)), visible_edge(frame, disc(24))
     for row in (exact, tight, loose):
-        assert abs(row["edge_r"] - 20) <= 0.75, row
-        assert abs(row["contrast"] - 100) < 10, row
-    assert 0.35 < exact["label_at"] < 0.65
-    assert tight["label_at"] < 0.1 and loose["label_at"] > 0.9  # the dark core vs the iris side of the step
+        assert abs(row.edge_r - 20) <= 0.75, row
+        assert abs(row.contrast - 100) < 10, row
+    assert 0.35 < exact.label_at < 0.65
+    assert tight.label_at < 0.1 and loose.label_at > 0.9  # the dark core vs the iris side of the step
