@@ -19,74 +19,19 @@ On the generator's exact labels (`python -m training.synthetic --output-dir syn 
 on `syn --split train`: 389 frames) it reads label / edge 0.97-1.00 and label at 0.36-0.52 for pupils of 8.6 px
 radius and up; smaller ones read 0.86 / 0.38 (blur spans a few of their pixels). A model that sits at the visible
 edge on every camera is right about the pupil; a set whose labels sit far inside it (a low "label at") has annotators
-who trace the dark core, and IoU against it rewards a model that learns that habit.
+who trace the dark core, and IoU against it rewards a model that learns that habit. The measure is
+training.metrics.visible_edge; evaluate reports its two ratios for every frame (label_vs_edge, prediction_vs_edge).
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from training.data import iter_frames
 from training.inference import load_predictor, predict_frame, pupil_mask
-
-RAYS, STEP = 120, 0.25
-
-
-def radial_profile(image: np.ndarray, cx: float, cy: float, reach: float) -> tuple[np.ndarray, np.ndarray]:
-    """Radii (px) and the median over RAYS rays of the image sampled bilinearly at them (glints and lashes on a few
-    rays do not move a median)."""
-    radii = np.arange(0.0, reach, STEP, dtype=np.float32)
-    angles = np.linspace(0.0, 2 * np.pi, RAYS, endpoint=False, dtype=np.float32)
-    xs = (cx + np.outer(np.cos(angles), radii)).astype(np.float32)
-    ys = (cy + np.outer(np.sin(angles), radii)).astype(np.float32)
-    samples = cv2.remap(image.astype(np.float32), xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return radii, np.median(samples, axis=0)
-
-
-def area_radius(mask: np.ndarray) -> float:
-    """The radius of the disc of the mask's area (px)."""
-    return float(np.sqrt(np.count_nonzero(mask) / np.pi))
-
-
-@dataclass
-class VisibleEdge:
-    """One frame's radial profile around its label's centroid and the pupil-to-iris step found on it."""
-
-    radii: np.ndarray
-    profile: np.ndarray
-    label_r: float  # the label's area-equivalent radius
-    edge_r: float  # the steepest rise of the profile
-    pupil_gray: float  # the profile's median within half the label's radius
-    iris_gray: float  # its mean 2-5 px beyond the edge
-
-    @property
-    def contrast(self) -> float:
-        return self.iris_gray - self.pupil_gray
-
-    def place(self, radius: float) -> float:
-        """Where `radius` sits in the transition: 0 the pupil's gray, 1 the iris's."""
-        return float((np.interp(radius, self.radii, self.profile) - self.pupil_gray) / max(self.contrast, 1e-3))
-
-    @property
-    def label_at(self) -> float:
-        return self.place(self.label_r)
-
-
-def visible_edge(image: np.ndarray, mask: np.ndarray) -> VisibleEdge:
-    """The frame's visible pupil edge around the centroid of `mask` (a non-empty label)."""
-    ys, xs = np.nonzero(mask)
-    label_r = area_radius(mask)
-    radii, profile = radial_profile(image, xs.mean(), ys.mean(), 3 * label_r + 8)
-    slope = np.gradient(cv2.GaussianBlur(profile.reshape(1, -1), (0, 0), 0.5 / STEP).ravel())
-    window = (radii >= 0.5 * label_r) & (radii <= 1.6 * label_r + 4)
-    edge_r = float(radii[window][np.argmax(slope[window])])
-    beyond = (radii >= edge_r + 2) & (radii <= edge_r + 5)
-    iris_gray = float(profile[beyond].mean()) if beyond.any() else float(profile[-1])
-    return VisibleEdge(radii, profile, label_r, edge_r, float(np.median(profile[radii <= 0.5 * label_r])), iris_gray)
+from training.metrics import area_radius, visible_edge
 
 
 def main() -> None:

@@ -462,7 +462,7 @@ def test_predict_and_quantize_name_bad_input_without_a_traceback(raw_dir, tmp_pa
 
 def test_visible_edge_finds_a_blurred_pupils_edge_and_places_tight_labels_inside_it():
     """Scenario: A tight label sits inside the visible edge"""
-    from benchmarks.visible_edge import visible_edge
+    from training.metrics import visible_edge
 
     yy, xx = np.mgrid[:160, :160]
     disc = lambda radius: (np.hypot(xx - 80.3, yy - 79.6) <= radius).astype(np.uint8)
@@ -475,3 +475,26 @@ def test_visible_edge_finds_a_blurred_pupils_edge_and_places_tight_labels_inside
         assert abs(row.contrast - 100) < 10, row
     assert 0.35 < exact.label_at < 0.65
     assert tight.label_at < 0.1 and loose.label_at > 0.9  # the dark core vs the iris side of the step
+
+
+def test_evaluate_reads_labels_and_predictions_against_the_frames_own_edge(image_mask_folder, tmp_path):
+    """Scenario: Tight labels are told from a model's error"""
+    import shutil
+
+    from training.evaluate import evaluate_model
+
+    tight = tmp_path / "tight"
+    shutil.copytree(image_mask_folder, tight)
+    for path in (tight / "masks").glob("*.png"):  # the same frames, labels traced 5 px inside the pupil's edge
+        mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        cv2.imwrite(str(path), cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (11, 11))))
+    exact = evaluate_model(FIXTURE_MODEL, image_mask_folder, tmp_path / "exact_eval", timing=False)
+    traced = evaluate_model(FIXTURE_MODEL, tight, tmp_path / "tight_eval", timing=False)
+    assert 0.9 < exact["label_vs_edge_median"] < 1.1  # the generator's exact labels lie on the visible edge
+    assert traced["label_vs_edge_median"] < exact["label_vs_edge_median"] - 0.05
+    assert traced["boundary_offset_mean"] > exact["boundary_offset_mean"] + 3  # against the labels the model now looks too big...
+    assert traced["prediction_vs_edge_median"] == pytest.approx(exact["prediction_vs_edge_median"], abs=0.03)  # ...against the frame it has not moved
+    rows = list(csv.DictReader(open(tmp_path / "tight_eval" / "per_image.csv")))
+    assert np.median([float(r["prediction_vs_edge"]) for r in rows]) == pytest.approx(traced["prediction_vs_edge_median"])
+    report = (tmp_path / "tight_eval" / "report.md").read_text()
+    assert "label_vs_edge_median" in report and "prediction / visible edge" in report

@@ -35,7 +35,7 @@ import numpy as np
 from training import preprocess
 from training.data import BadInput, iter_frames
 from training.inference import DEFAULT_POSTPROCESS, ModelLoadError, Predictor, add_postprocess_option, latency_ms, load_predictor, predict_frame, pupil_mask
-from training.metrics import SegmentationMeter, area_ratio, binary_iou, boundary_offset, center_error, center_statistics, scores_from_confusion
+from training.metrics import SegmentationMeter, area_ratio, binary_iou, boundary_offset, center_error, center_statistics, scores_from_confusion, visible_edge
 from training.visualize import LABEL_COLOR, PREDICTION_COLOR, outline
 
 log = logging.getLogger("training.evaluate")
@@ -81,8 +81,11 @@ def evaluate_model(model: str | os.PathLike | Predictor, data: str | os.PathLike
         predicted = pupil_mask(probability, postprocess)
         meter.update(predicted, frame.mask)
         error = center_error(predicted, frame.mask)
+        edge = visible_edge(frame.image, frame.mask) if frame.mask.any() else None
         rows.append({"filename": frame.name, "pupil_iou": binary_iou(predicted, frame.mask), "center_error_px": error,
                      "boundary_offset_px": boundary_offset(predicted, frame.mask), "area_ratio": area_ratio(predicted, frame.mask),
+                     "label_vs_edge": edge.ratio(frame.mask) if edge else float("nan"),
+                     "prediction_vs_edge": edge.ratio(predicted) if edge else float("nan"),
                      "label_pixels": int(frame.mask.sum()), "predicted_pixels": int(predicted.sum()), "pupil_size": pupil_size_bin(frame.mask)})
         keep.append((rows[-1]["pupil_iou"], frame.name, frame.image, frame.mask, predicted))
         keep = sorted(keep, key=lambda item: item[0])[:worst_k]  # only the k worst frames stay in memory
@@ -112,16 +115,22 @@ def evaluate_model(model: str | os.PathLike | Predictor, data: str | os.PathLike
     return report
 
 
+BOUNDARY_KEYS = ("boundary_offset_mean", "boundary_offset_median", "area_ratio_median", "label_vs_edge_median", "prediction_vs_edge_median")
+
+
 def boundary_statistics(rows: list[dict]) -> dict[str, float]:
-    """Mean and median signed boundary offset (px on the frame's grid, + = predicted pupil too big) and median area
-    ratio (predicted / label) over the frames where both the label and the prediction hold a pupil."""
+    """Mean and median signed boundary offset (px on the frame's grid, + = predicted pupil too big), median area
+    ratio (predicted / label) and the median label and predicted radius over the frame's visible edge
+    (training.metrics.visible_edge), all over the frames where both the label and the prediction hold a pupil."""
     offsets = np.array([row["boundary_offset_px"] for row in rows], dtype=np.float64)
-    ratios = np.array([row["area_ratio"] for row in rows], dtype=np.float64)
     both = np.isfinite(offsets)
     if not both.any():
-        return {"boundary_offset_mean": float("nan"), "boundary_offset_median": float("nan"), "area_ratio_median": float("nan")}
+        return {key: float("nan") for key in BOUNDARY_KEYS}
+    median = lambda key: float(np.median(np.array([row[key] for row in rows], dtype=np.float64)[both]))
     return {"boundary_offset_mean": float(offsets[both].mean()), "boundary_offset_median": float(np.median(offsets[both])),
-            "area_ratio_median": float(np.median(ratios[both]))}
+            "area_ratio_median": median("area_ratio"), "label_vs_edge_median": median("label_vs_edge"),
+            "prediction_vs_edge_median": median("prediction_vs_edge")}
+
 
 
 def _by_size(rows: list[dict]) -> dict[str, dict[str, float]]:
@@ -185,7 +194,7 @@ def _markdown(report: dict[str, Any]) -> str:
     lines = [f"# Evaluation of `{Path(report['model']).name}`", "", f"Data: `{report['data']}` (split {report['split']}, {report['frames']} frames)", "",
              "| metric | value |", "|---|---|"]
     keys = ["pupil_iou_mean", "pupil_iou_median", "pupil_iou_split", "miou", "dice", "pixel_accuracy", "precision", "recall",
-            "center_error_median", "center_error_p95", "detection_rate", "boundary_offset_mean", "boundary_offset_median", "area_ratio_median",
+            "center_error_median", "center_error_p95", "detection_rate", *BOUNDARY_KEYS,
             "latency_ms_1_thread", "latency_ms_all_threads", "onnx_bytes"]
     for key in keys:
         if key in report:
@@ -193,8 +202,10 @@ def _markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
     if report.get("by_pupil_size"):
         lines += ["", "By pupil size (equivalent diameter of the label on the frame's own grid):", "",
-                  "| pupil size | frames | pupil IoU mean | detection@5px | boundary offset px (mean) | area ratio (median) |", "|---|---|---|---|---|---|"]
-        lines += [f"| {name} | {row['frames']} | {row['pupil_iou_mean']:.4f} | {row['detection_rate']:.3f} | {row['boundary_offset_mean']:+.2f} | {row['area_ratio_median']:.2f} |"
+                  "| pupil size | frames | pupil IoU mean | detection@5px | boundary offset px (mean) | area ratio (median) | label / visible edge | prediction / visible edge |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {name} | {row['frames']} | {row['pupil_iou_mean']:.4f} | {row['detection_rate']:.3f} | {row['boundary_offset_mean']:+.2f} | {row['area_ratio_median']:.2f} | "
+                  f"{row['label_vs_edge_median']:.2f} | {row['prediction_vs_edge_median']:.2f} |"
                   for name, row in report["by_pupil_size"].items()]
     if report.get("bad_inputs"):
         lines += ["", f"{report['bad_inputs']} bad input(s) left out:"] + [f"- {message}" for message in report["bad_input_messages"]]
@@ -204,8 +215,12 @@ def _markdown(report: dict[str, Any]) -> str:
               "Centre errors use the centre of an ellipse fitted to the largest predicted region; a frame with no",
               "predicted pupil counts as a miss (infinite error). Detection rate: share of frames within 5 px.",
               "Boundary offset: mean signed distance of the predicted pupil's edge from the label's, in pixels of the frame's",
-              "own grid (+ = predicted too big, - = too small); area ratio: predicted / labelled pupil area. Both over the frames",
-              "where label and prediction hold a pupil.",
+              "own grid (+ = predicted too big, - = too small); area ratio: predicted / labelled pupil area.",
+              "Label / visible edge and prediction / visible edge (label-free): each one's area-equivalent radius over the radius",
+              "where the frame's own median radial profile around the label's centre rises fastest (the pupil-to-iris step), 1 =",
+              "on it. Annotators differ: a set whose labels read well under 1 traces the pupil's dark core, and pupil IoU against",
+              "it rewards a model that learns that habit; the prediction's figure says where the model's edge lies whatever the",
+              "labels. All of these over the frames where label and prediction hold a pupil.",
               "", "![confusion matrix](confusion_matrix.png)", ""]
     return "\n".join(lines)
 
@@ -223,7 +238,7 @@ def log_to_mlflow(report: dict[str, Any], output_dir: Path, run_id: str, trackin
 
 
 SUMMARY_KEYS = ("frames", "pupil_iou_mean", "pupil_iou_median", "detection_rate", "center_error_median", "precision", "recall",
-                "boundary_offset_mean", "area_ratio_median", "bad_inputs")
+                "boundary_offset_mean", "area_ratio_median", "label_vs_edge_median", "prediction_vs_edge_median", "bad_inputs")
 
 
 def summary_table(reports: dict[str, dict[str, Any]]) -> str:
@@ -268,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
                 log_to_mlflow(report, out, args.mlflow_run_id, args.tracking_uri)
             print(f"{name}: pupil IoU mean {report['pupil_iou_mean']:.4f} median {report['pupil_iou_median']:.4f} | mIoU {report['miou']:.4f} | "
                   f"centre error median {report['center_error_median']:.2f} px, detection@5px {report['detection_rate']:.3f} | "
-                  f"boundary offset {report['boundary_offset_mean']:+.2f} px | "
+                  f"boundary offset {report['boundary_offset_mean']:+.2f} px, radius / visible edge {report['prediction_vs_edge_median']:.2f} "
+                  f"(label {report['label_vs_edge_median']:.2f}) | "
                   f"latency {report.get('latency_ms_1_thread', float('nan')):.2f} ms (1 thread) | {report['bad_inputs']} bad inputs -> {out / 'report.md'}")
     except (FileNotFoundError, ValueError, BadInput, ModelLoadError) as error:
         print(f"error: {error}", file=sys.stderr)
