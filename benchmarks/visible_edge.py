@@ -68,5 +68,6 @@ def main() -> None:
             cells = [f"{np.median([row[name] for row in part]):.2f}" if name in part[0] else "-" for name in columns]
             print(f"| {low:.1f}-{high:.1f} | {len(part)} | " + " | ".join(cells) + " |")
 
+
 if __name__ == "__main__":
     main()

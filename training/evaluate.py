@@ -132,7 +132,6 @@ def boundary_statistics(rows: list[dict]) -> dict[str, float]:
             "prediction_vs_edge_median": median("prediction_vs_edge")}
 
 
-
 def _by_size(rows: list[dict]) -> dict[str, dict[str, float]]:
     out = {}
     names = [_bin_name(low, high) for low, high in SIZE_BINS] + ["none"]
