@@ -96,11 +96,12 @@ def flip_averaged(predictor: Predictor) -> Predictor:
     return Predictor(run, predictor.input_height, predictor.input_width, predictor.onnx_bytes, predictor.source, views=len(FLIPS))
 
 
-def _onnx_from_checkpoint(path: Path) -> bytes:
+def model_from_checkpoint(path: str | os.PathLike):
+    """The torch model of a .pt training checkpoint (its inference weights: the EMA's when it kept one) or bare
+    state_dict (its variant recognised by its shapes)."""
     import torch
 
     from training.checkpoint import inference_weights
-    from training.export import export_bytes, strip_debug_metadata
     from training.models import build_model
 
     state = torch.load(path, map_location="cpu", weights_only=True)
@@ -108,7 +109,13 @@ def _onnx_from_checkpoint(path: Path) -> bytes:
     variant = state.get("config", {}).get("model_variant", "tiny") if "model" in state else _guess_variant(weights)
     model = build_model(variant)
     model.load_state_dict(weights)
-    return strip_debug_metadata(export_bytes(model.eval().fuse()))
+    return model
+
+
+def _onnx_from_checkpoint(path: Path) -> bytes:
+    from training.export import export_bytes, strip_debug_metadata
+
+    return strip_debug_metadata(export_bytes(model_from_checkpoint(path).eval().fuse()))
 
 
 def _guess_variant(weights: dict) -> str:
