@@ -25,10 +25,11 @@ import torch.nn.functional as F
 
 from training.augment import AugmentConfig, BatchAugmenter
 from training.evaluate import evaluate_model
-from training.inference import FLIPS, model_from_checkpoint
+from training.export import FlipAveraged
+from training.inference import model_from_checkpoint
 from training.models import build_model, pretrained_card
-from training.preprocess import preprocess_image
-from training.synthetic import render_frame
+from training.preprocess import binarize, preprocess_image
+from training.synthetic import FRAMES_PER_SUBJECT, render_frame
 
 BATCH = 8
 
@@ -37,9 +38,9 @@ def generator_frames(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]
     """`count` preprocessed generator frames (N, 1, H, W) uint8 and their pupil masks (N, H, W) uint8."""
     images, masks = [], []
     for index in range(count):
-        image, label = render_frame(seed, index, index // 8)
+        image, label = render_frame(seed, index, index // FRAMES_PER_SUBJECT)
         images.append(preprocess_image(image))
-        masks.append((label == 3).astype(np.uint8))
+        masks.append(binarize(label))
     return torch.from_numpy(np.stack(images))[:, None], torch.from_numpy(np.stack(masks))
 
 
@@ -50,14 +51,6 @@ def load_model(model: str) -> torch.nn.Module:
     return model_from_checkpoint(model)
 
 
-@torch.no_grad()
-def flip_averaged_probability(model: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
-    """The class probabilities averaged over the image and its three flips, flipped back (what evaluate --flips scores)."""
-    views = torch.cat([image.flip(axes) if axes else image for axes in FLIPS])
-    chunks = torch.softmax(model(views).float(), dim=1).chunk(len(FLIPS))
-    return sum(chunk.flip(axes) if axes else chunk for chunk, axes in zip(chunks, FLIPS)) / len(FLIPS)
-
-
 def distil(teacher: torch.nn.Module, student: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor, steps: int, lr: float,
            teacher_weight: float = 1.0, label_weight: float = 0.0, seed: int = 0, log_every: int = 50,
            augment: AugmentConfig | None = AugmentConfig()) -> list[float]:
@@ -66,6 +59,7 @@ def distil(teacher: torch.nn.Module, student: torch.nn.Module, images: torch.Ten
     student.train()
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
+    averaged = FlipAveraged(teacher)  # what evaluate --flips scores: log of the class probabilities averaged over the flips
     optimizer = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps)))
     augmenter = BatchAugmenter(augment, seed=seed) if augment is not None else None
@@ -83,8 +77,8 @@ def distil(teacher: torch.nn.Module, student: torch.nn.Module, images: torch.Ten
             logits = student(batch["image"]).float()
         loss = torch.zeros(())
         if teacher_weight:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                target = flip_averaged_probability(teacher, batch["image"])
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+                target = averaged(batch["image"]).float().exp()
             loss = loss - teacher_weight * (target * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
         if label_weight:
             loss = loss + label_weight * F.cross_entropy(logits, batch["label"].long())
