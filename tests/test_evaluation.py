@@ -499,27 +499,3 @@ def test_evaluate_reads_labels_and_predictions_against_the_frames_own_edge(image
     report = (tmp_path / "tight_eval" / "report.md").read_text()
     assert "label_vs_edge_median" in report and "prediction / visible edge" in report
 
-
-def test_flip_distillation_moves_the_single_view_toward_the_flip_average(tmp_path):
-    """Scenario: A model taught its own flip average"""
-    import importlib.util
-
-    import torch
-
-    from training.models import build_model, pretrained_card
-
-    spec = importlib.util.spec_from_file_location("flip_distillation", ROOT / "benchmarks" / "flip_distillation.py")
-    distillation = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(distillation)
-    torch.manual_seed(0)
-    images, masks = distillation.generator_frames(4, seed=3)
-    teacher = distillation.load_model("pretrained")
-    student = build_model(pretrained_card()["variant"])  # untrained: far from the teacher, so the test can see it move
-    losses = distillation.distil(teacher, student, images, masks, steps=20, lr=3e-3, seed=0, log_every=0, augment=None)
-    assert len(losses) == 20 and all(np.isfinite(losses))
-    assert np.mean(losses[-3:]) < 0.95 * np.mean(losses[:3]), losses  # the same four frames every step: the gap falls
-    weights = tmp_path / "student.pt"  # what the script writes: a state_dict that evaluate, predict and export read
-    torch.save(student.state_dict(), weights)
-    frames = images.float() / 255.0
-    with torch.no_grad():
-        assert torch.allclose(distillation.load_model(str(weights)).eval()(frames), student.eval()(frames))

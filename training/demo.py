@@ -25,13 +25,14 @@ from training.evaluate import evaluate_model
 from training.synthetic import generate
 
 
-def synthetic_dataset(out: Path, num_images: int, seed: int, families: list[str] | None = None, workers: int = 0) -> Path:
-    """Generates `num_images` synthetic frames under out/raw and precomputes them; returns the dataset folder."""
+def synthetic_dataset(out: Path, num_images: int, seed: int, families: list[str] | None = None, workers: int = 0, stages: int = 4) -> Path:
+    """Generates `num_images` synthetic frames under out/raw and precomputes them (stages 1 and 2 of `stages`);
+    returns the dataset folder."""
     raw = out / "raw"
-    print(f"[1/4] synthetic frames -> {raw}", flush=True)
+    print(f"[1/{stages}] synthetic frames -> {raw}", flush=True)
     counts = generate(raw, num_images, seed=seed, workers=workers, families=families)
     print("      " + ", ".join(f"{split} {n}" for split, n in counts.items()), flush=True)
-    print(f"[2/4] precompute -> {raw / 'dataset'}", flush=True)
+    print(f"[2/{stages}] precompute -> {raw / 'dataset'}", flush=True)
     if precompute.main(["--skip-download", "--no-push", "--output-dir", str(raw)]) != 0:
         raise SystemExit("precompute failed")
     return raw / "dataset"
