@@ -3,14 +3,15 @@
     python -m training.pretrain                                   # the recipe in training/weights/pretrained.json
     python -m training.pretrain --weights-dir my_weights/ --eval-data real_frames/   # also score real frames
 
-Generates the synthetic frames (every camera family, fixed seed), precomputes them, trains with train(cfg), then
-teaches the best model its own flip average (training.distill: --distill-steps batches on --distill-frames fresh
-generator frames, single view; 0 steps skips it), scores both models on the synthetic test split (and on any
---eval-data folder of images/ + masks/), and writes the distilled model as <weights-dir>/<variant>_synthetic.onnx,
-<variant>_synthetic.pt (state_dict) and pretrained.json (the model card: recipe, data seed, metrics before and
-after distillation, time). Nothing real is trained on. A killed run continues with the same command (`--resume
-auto` on the same run name; the distillation from its last checkpoint). Use the weights with `build_model(variant, pretrained=True)`,
-`python -m training.predict --model pretrained ...` or `--pretrained` when training (fine-tuning).
+Generates the synthetic frames (every camera family, fixed seed), precomputes them, trains with train(cfg), with
+--distill-steps N (default 0: off) teaches the best model its own flip average (training.distill: N batches on
+--distill-frames fresh generator frames, single view), scores both models on the synthetic test split (and on any
+--eval-data folder of images/ + masks/), and writes the final model (the distilled one, if distilled) as
+<weights-dir>/<variant>_synthetic.onnx, <variant>_synthetic.pt (state_dict) and pretrained.json (the model card:
+recipe, data seed, metrics, and those before distillation, time). Nothing real is trained on. A killed run continues
+with the same command (`--resume auto` on the same run name; the distillation from its last checkpoint). Use the
+weights with `build_model(variant, pretrained=True)`, `python -m training.predict --model pretrained ...` or
+`--pretrained` when training (fine-tuning).
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ from training.tracking import Tracker, default_tracking_uri
 
 RECIPE = {  # the shipped weights' recipe; every value is a flag below
     "num_images": 32000, "seed": 0, "model_variant": "base", "epochs": 8, "batch_size": 8, "lr": 3e-3, "crop": "256x384",
-    "ema_decay": 0.0, "vflip": 0.0, "alpha_start": 1.0, "alpha_end": 0.2, "distill_steps": 2000, "distill_frames": 8000,
-}
+    "ema_decay": 0.0, "vflip": 0.0, "alpha_start": 1.0, "alpha_end": 0.2, "distill_steps": 0, "distill_frames": 8000,
+}  # distill_steps 0: the flip distillation stage is off (README, "Teaching the single view the average": a trade, not shipped)
 DISTILL_LR = 3e-4
 TRAIN_FIELDS = {field.name for field in fields(TrainConfig)}
 
