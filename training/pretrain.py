@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import shutil
 import time
 from dataclasses import fields
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         "recipe": {**{k: getattr(args, k) for k in RECIPE}, "train_config": {k: v for k, v in cfg.to_dict().items() if k not in ("dataset", "output_dir", "resume")}},
         "best_epoch": result.best_epoch + 1, "epochs_run": result.epochs_run,
         "train_minutes": round(sum(row["epoch_seconds"] for row in result.history) / 60, 1),  # all epochs, resumed ones too
-        "minutes_this_call": round((time.perf_counter() - start) / 60, 1), "git_commit": commit,
+        "minutes_this_call": round((time.perf_counter() - start) / 60, 1), "git_commit": commit, "machine": machine(cfg.device),
         "metrics": {name: {k: report[k] for k in SUMMARY} for name, report in metrics.items()},
         "postprocess": metrics["synthetic_test"]["postprocess"],  # the mask the metrics score
     }
@@ -95,6 +96,17 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(card["metrics"], indent=2))
     print(f"pretrained weights -> {args.weights_dir} ({card['onnx_bytes'] / 1024:.0f} KB ONNX, {card['train_minutes']} min of training)")
     return 0
+
+
+def machine(device: str) -> dict[str, str | int]:
+    """Where the weights were trained: the same seed gives the same weights on one machine, not across machines."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")), cpu)
+    resolved = resolve_device(device)
+    return {"cpu": cpu, "threads": torch.get_num_threads(), "device": torch.cuda.get_device_name(resolved) if resolved.type == "cuda" else resolved.type,
+            "torch": torch.__version__, "python": platform.python_version()}
 
 
 def score(onnx_path: Path, dataset: Path, eval_data: list[str], out: Path) -> dict[str, dict]:
