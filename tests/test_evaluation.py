@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, run_python
+from tests.conftest import run_python
 from training import preprocess
 from training.models import pretrained_onnx_path
 
@@ -498,4 +498,3 @@ def test_evaluate_reads_labels_and_predictions_against_the_frames_own_edge(image
     assert np.median([float(r["prediction_vs_edge"]) for r in rows]) == pytest.approx(traced["prediction_vs_edge_median"])
     report = (tmp_path / "tight_eval" / "report.md").read_text()
     assert "label_vs_edge_median" in report and "prediction / visible edge" in report
-

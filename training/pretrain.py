@@ -26,15 +26,15 @@ from pathlib import Path
 
 import torch
 
-from training.checkpoint import state_dict_cpu
+from training.checkpoint import save_checkpoint, state_dict_cpu
 from training.config import TrainConfig
 from training.demo import synthetic_dataset
-from training.distill import FRAME_SEED_OFFSET, distil, generator_frames
+from training.distill import BATCH_SIZE, FRAME_SEED_OFFSET, distil, generator_frames
 from training.engine import TrainResult, git_commit, resolve_device, train
 from training.evaluate import SUMMARY_KEYS as SUMMARY
 from training.evaluate import evaluate_model
 from training.export import export_onnx
-from training.files import atomic_path, atomic_write_bytes
+from training.files import atomic_write_bytes
 from training.models import build_model
 from training.tracking import Tracker, default_tracking_uri
 
@@ -131,21 +131,21 @@ def flip_distillation(args: argparse.Namespace, cfg: TrainConfig, result: TrainR
     print(f"[4/5] flip distillation: {args.distill_steps} batches on {args.distill_frames} generator frames -> {out}", flush=True)
     start, frame_seed = time.perf_counter(), args.seed + FRAME_SEED_OFFSET
     device = resolve_device(cfg.device)
+    trained = torch.load(result.run_dir / "best_state_dict.pt", map_location="cpu", weights_only=True)
     teacher, student = (build_model(args.model_variant) for _ in range(2))
     for model in (teacher, student):
-        model.load_state_dict(torch.load(result.run_dir / "best_state_dict.pt", map_location="cpu", weights_only=True))
+        model.load_state_dict(trained)
         model.to(device)
     images, masks = generator_frames(args.distill_frames, frame_seed)
     params = {"distill_steps": args.distill_steps, "distill_frames": args.distill_frames, "frame_seed": frame_seed, "lr": DISTILL_LR,
-              "batch_size": min(8, args.distill_frames), "teacher": str(result.run_dir / "best_state_dict.pt"), "model_variant": args.model_variant}
+              "batch_size": min(BATCH_SIZE, args.distill_frames), "teacher": str(result.run_dir / "best_state_dict.pt"), "model_variant": args.model_variant}
     tracker = Tracker(out, default_tracking_uri(cfg.output_dir), cfg.experiment_name, f"{cfg.run_name}-distill", artifact_root=Path(cfg.output_dir) / "mlruns")
     tracker.log_params(params)
     losses = distil(teacher, student, images, masks, args.distill_steps, DISTILL_LR, seed=args.seed, checkpoint=out / "last.pt", amp=device.type != "mps")
     for step in range(0, len(losses), 50):
         tracker.log_metrics({"distill_loss": float(sum(losses[step:step + 50]) / len(losses[step:step + 50]))}, step=step)
     student.eval()
-    with atomic_path(weights) as path:
-        torch.save(state_dict_cpu(student), path)
+    save_checkpoint(weights, state_dict_cpu(student))
     export_onnx(student, onnx_path)
     tracker.log_onnx_model(onnx_path)
     record = {**{k: v for k, v in params.items() if k != "teacher"}, "minutes": round((time.perf_counter() - start) / 60, 1),
