@@ -131,7 +131,7 @@ def test_pupil_mask_keeps_the_strongest_region_and_fills_its_ellipse_or_hull():
 
 def test_evaluate_scores_the_postprocessed_mask(image_mask_folder, tmp_path):
     """Scenario: The predicted pupil is one convex region"""
-    from training.inference import load_predictor, predict_frame, pupil_mask
+    from training.inference import ZOOM_DIAMETERS, load_predictor, predict_frame, pupil_mask
 
     result = run_python(["-m", "training.evaluate", "--model", str(FIXTURE_MODEL), "--data", str(image_mask_folder), "--output-dir", str(tmp_path / "none"),
                          "--postprocess", "none", "--no-timing"])
@@ -141,7 +141,7 @@ def test_evaluate_scores_the_postprocessed_mask(image_mask_folder, tmp_path):
     evaluate_model(FIXTURE_MODEL, image_mask_folder, tmp_path / "ellipse", timing=False)  # the default
     evaluate_model(FIXTURE_MODEL, image_mask_folder, tmp_path / "region", timing=False, postprocess="region")
     evaluate_model(FIXTURE_MODEL, image_mask_folder, tmp_path / "hull", timing=False, postprocess="hull")
-    predictor = load_predictor(FIXTURE_MODEL)
+    predictor = load_predictor(FIXTURE_MODEL, zoom=ZOOM_DIAMETERS)  # the default looks
     for name in ("ellipse", "region", "hull", "none"):
         report = json.loads((tmp_path / name / "report.json").read_text())
         assert report["postprocess"] == name and f"--postprocess {name}" in (tmp_path / name / "report.md").read_text()
@@ -152,7 +152,7 @@ def test_evaluate_scores_the_postprocessed_mask(image_mask_folder, tmp_path):
 
 def test_flips_average_the_model_over_the_frame_and_its_three_flips(image_mask_folder, tmp_path):
     """Scenario: Flip-averaged prediction"""
-    from training.inference import Predictor, flip_averaged, load_predictor, predict_frame
+    from training.inference import ZOOM_DIAMETERS, Predictor, flip_averaged, load_predictor, predict_frame
 
     def sigmoid(x):
         return 1 / (1 + np.exp(-x))
@@ -188,7 +188,7 @@ def test_flips_average_the_model_over_the_frame_and_its_three_flips(image_mask_f
     from training.inference import pupil_mask
 
     drafted = cv2.imread(str(tmp_path / "mine" / "masks" / "a_0001.png"), cv2.IMREAD_GRAYSCALE) > 0
-    assert np.array_equal(drafted, pupil_mask(predict_frame(flipped, frame)) > 0)
+    assert np.array_equal(drafted, pupil_mask(predict_frame(load_predictor(FIXTURE_MODEL, flips=True, zoom=ZOOM_DIAMETERS), frame)) > 0)
     result = run_python(["-m", "training.evaluate", "--model", str(FIXTURE_MODEL), "--data", str(image_mask_folder), "--output-dir", str(tmp_path / "flips"),
                          "--flips", "--no-timing"])
     assert result.returncode == 0, result.stderr[-2000:]
@@ -269,10 +269,10 @@ def test_predict_images_folders_and_video(openeds_precomputed, tmp_path):
     label = np.load(raw_dir / "validation" / "labels" / f"{frames[0].stem}.npy")
     truth = preprocess.fit_ellipse(label == 3)
     # the reported ellipse is the one fitted to the model's own mask, and it sits on the labelled pupil
-    from training.inference import load_predictor
+    from training.inference import ZOOM_DIAMETERS, load_predictor
     from training.predict import predict_ellipse
 
-    record, mask = predict_ellipse(load_predictor(FIXTURE_MODEL), cv2.imread(str(frames[0]), cv2.IMREAD_GRAYSCALE))
+    record, mask = predict_ellipse(load_predictor(FIXTURE_MODEL, zoom=ZOOM_DIAMETERS), cv2.imread(str(frames[0]), cv2.IMREAD_GRAYSCALE))
     assert float(first["cx"]) == pytest.approx(record["cx"], abs=1e-3) and float(first["ry"]) == pytest.approx(record["ry"], abs=1e-3)
     assert float(first["confidence"]) > 0.5 and mask[int(truth.cy), int(truth.cx)] == 1
     assert np.hypot(float(first["cx"]) - truth.cx, float(first["cy"]) - truth.cy) < 0.5 * truth.rx
@@ -498,3 +498,67 @@ def test_evaluate_reads_labels_and_predictions_against_the_frames_own_edge(image
     assert np.median([float(r["prediction_vs_edge"]) for r in rows]) == pytest.approx(traced["prediction_vs_edge_median"])
     report = (tmp_path / "tight_eval" / "report.md").read_text()
     assert "label_vs_edge_median" in report and "prediction / visible edge" in report
+
+
+def test_zoom_takes_a_second_look_at_the_pupil_at_the_sizes_asked(image_mask_folder, tmp_path):
+    """Scenario: Zoomed second look"""
+    from training.inference import MAX_ZOOM, ZOOM_DIAMETERS, Predictor, load_predictor, predict_frame, pupil_mask, zoomed
+
+    seen = []  # the model inputs of each run, and where the dark disc lies in them
+    def dark_is_pupil(batch):  # a model that calls a pixel pupil where the frame is dark
+        seen.append(batch.copy())
+        out = np.zeros((len(batch), 2, *batch.shape[2:]), np.float32)
+        out[:, 1] = 40 * (0.5 - batch[:, 0])
+        return out
+
+    frame = np.full((240, 320), 200, np.uint8)  # another size than the model input: letterboxed x1.25 at first
+    cv2.circle(frame, (231, 77), 10, 30, thickness=cv2.FILLED)
+    truth = np.zeros_like(frame)
+    cv2.circle(truth, (231, 77), 10, 1, thickness=cv2.FILLED)
+    model = Predictor(dark_is_pupil, 400, 640, b"", "dark")
+    assert model.runs_per_frame == 1
+    looked = zoomed(model, (60.0, 100.0))
+    assert looked.zoom == (60.0, 100.0) and looked.runs_per_frame == 3
+    probability = predict_frame(looked, frame)
+    assert probability.shape == frame.shape
+    assert [len(batch) for batch in seen] == [1, 2]  # the first look, then both zoomed looks in one batch
+    for view, diameter in zip(seen[1], (60, 100)):  # each second look: the pupil in the middle, `diameter` px across
+        dark = view[0] < 0.5
+        ys, xs = np.nonzero(dark)
+        assert abs(xs.mean() - 319.5) < 1 and abs(ys.mean() - 199.5) < 1
+        assert abs(2 * np.sqrt(dark.sum() / np.pi) - diameter) < 2
+    predicted = pupil_mask(probability) > 0  # mapped back onto the frame's own grid
+    assert (predicted & (truth > 0)).sum() / (predicted | (truth > 0)).sum() > 0.9
+    assert probability[200, 20] == 0  # outside the zoomed windows nothing is pupil
+
+    seen.clear()  # a pupil the letterbox already makes large is not shrunk, and a speck is magnified at most MAX_ZOOM x
+    big = np.full((128, 128), 200, np.uint8)
+    cv2.circle(big, (64, 64), 30, 30, thickness=cv2.FILLED)
+    predict_frame(zoomed(model, (60.0,)), big)
+    assert abs(2 * np.sqrt((seen[1][0, 0] < 0.5).sum() / np.pi) - 2 * 30 * 400 / 128) < 3  # as letterboxed (x3.125)
+    seen.clear()
+    speck = np.full((400, 640), 200, np.uint8)
+    cv2.circle(speck, (300, 200), 2, 30, thickness=cv2.FILLED)
+    predict_frame(zoomed(model, (100.0,)), speck)
+    first, second = ((batch[0, 0] < 0.5).sum() for batch in seen)
+    assert second / first == pytest.approx(MAX_ZOOM ** 2, rel=0.25)
+
+    one, three = load_predictor(FIXTURE_MODEL), load_predictor(FIXTURE_MODEL, zoom=ZOOM_DIAMETERS)  # evaluate: zoomed by default
+    for flags, predictor, looks in (([], three, 3), (["--no-zoom"], one, 1)):
+        out = tmp_path / f"looks{looks}"
+        result = run_python(["-m", "training.evaluate", "--model", str(FIXTURE_MODEL), "--data", str(image_mask_folder), "--output-dir", str(out), "--no-timing", *flags])
+        assert result.returncode == 0, result.stderr[-2000:]
+        report = json.loads((out / "report.json").read_text())
+        assert report["looks_per_frame"] == looks and report["zoom"] == list(predictor.zoom)
+        for row in csv.DictReader(open(out / "per_image.csv")):
+            probability = predict_frame(predictor, cv2.imread(str(image_mask_folder / "images" / row["filename"]), cv2.IMREAD_GRAYSCALE))
+            assert int(row["predicted_pixels"]) == int(pupil_mask(probability).sum())
+    assert ("second looks" in (tmp_path / "looks3" / "report.md").read_text()) and "(--no-zoom)" in (tmp_path / "looks1" / "report.md").read_text()
+
+    seen.clear()  # no pupil in the first look: the first look stands, and nothing more is run
+    blank = np.full((240, 320), 200, np.uint8)
+    assert np.array_equal(predict_frame(looked, blank), predict_frame(model, blank)) and len(seen) == 2
+    with pytest.raises(ValueError, match="already zoomed"):
+        zoomed(looked)
+    with pytest.raises(ValueError, match="positive"):
+        zoomed(model, (0.0,))

@@ -76,6 +76,7 @@ def test_pretrain_command_writes_weights_and_a_card(tmp_path):
     report = json.loads((tmp_path / "out" / "runs" / "pretrain" / "synthetic_test" / "report.json").read_text())
     assert card["metrics"]["synthetic_test"]["pupil_iou_mean"] == report["pupil_iou_mean"] and report["split"] == "test"
     assert card["postprocess"] == report["postprocess"] == "ellipse"  # the card says which mask its metrics score
+    assert card["zoom"] == report["zoom"] == [60.0, 100.0]  # and from which looks
     assert card["machine"]["torch"] == torch.__version__ and card["machine"]["device"] == "cpu" and card["machine"]["threads"] >= 1  # where
     state = torch.load(weights / card["state_dict"], map_location="cpu", weights_only=True)
     build_model("tiny").load_state_dict(state)

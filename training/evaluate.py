@@ -8,7 +8,8 @@
 
 --data: one or more of a precompute output, a raw OpenEDS folder, or a plain folder with images/*.png and
 masks/*.png of the same names (pupil = 255, anything else 0). Frames of another size are letterboxed to the model
-input and the predictions mapped back. Per data folder: report.json and report.md (pupil IoU mean/median, mIoU,
+input and the predictions mapped back. Each frame gets two more looks centred on the pupil found, zoomed so that it is
+60 and 100 px across in the model input, and their mean is scored (training.inference.zoomed; --no-zoom: one look). Per data folder: report.json and report.md (pupil IoU mean/median, mIoU,
 Dice, pixel accuracy, precision, recall, centre error median/p95 from an ellipse fitted to the predicted mask,
 detection rate within 5 px, the same by pupil size, ONNX Runtime latency at 1 and all threads),
 confusion_matrix.png, per_image.csv and worst/*.png (image | label | prediction side by side). With several
@@ -35,6 +36,7 @@ import numpy as np
 from training import preprocess
 from training.data import BadInput, iter_frames
 from training.inference import DEFAULT_POSTPROCESS, ModelLoadError, Predictor, add_postprocess_option, latency_ms, load_predictor, predict_frame, pupil_mask
+from training.inference import ZOOM_DIAMETERS
 from training.metrics import SegmentationMeter, area_ratio, binary_iou, boundary_offset, center_error, center_statistics, scores_from_confusion, visible_edge
 from training.visualize import LABEL_COLOR, PREDICTION_COLOR, outline
 
@@ -61,14 +63,15 @@ def _bin_name(low: float, high: float) -> str:
 
 def evaluate_model(model: str | os.PathLike | Predictor, data: str | os.PathLike, output_dir: str | os.PathLike, split: str = "validation",
                    worst_k: int = 6, limit: int = 0, timing: bool = True, min_pupil_px: int = 0, strict: bool = False,
-                   postprocess: str = DEFAULT_POSTPROCESS, flips: bool = False) -> dict[str, Any]:
-    """Scores `model` (a path, "pretrained" or a loaded Predictor; `flips`: a path's model flip-averaged,
-    training.inference.flip_averaged) on the frames of `data` and writes the report files.
+                   postprocess: str = DEFAULT_POSTPROCESS, flips: bool = False, zoom: tuple[float, ...] = ZOOM_DIAMETERS) -> dict[str, Any]:
+    """Scores `model` (a path, "pretrained" or a loaded Predictor, whose own flips and zoom stand; `flips`: a path's
+    model flip-averaged, training.inference.flip_averaged; `zoom`: its second looks, training.inference.zoomed, none
+    for one look) on the frames of `data` and writes the report files.
     Frames whose label has fewer than `min_pupil_px` pupil pixels are left out (and counted). The predicted mask is
     `training.inference.pupil_mask(probability, postprocess)`: by default the ellipse fitted to the strongest region above 0.5 (DEFAULT_POSTPROCESS)."""
     output_dir = Path(output_dir)
     (output_dir / "worst").mkdir(parents=True, exist_ok=True)
-    predictor = model if isinstance(model, Predictor) else load_predictor(model, flips=flips)
+    predictor = model if isinstance(model, Predictor) else load_predictor(model, flips=flips, zoom=zoom)
     meter = SegmentationMeter()
     rows, keep, timing_input, bad, too_small = [], [], None, ([] if not strict else None), 0
     for frame in iter_frames(data, split, limit, bad):
@@ -96,7 +99,7 @@ def evaluate_model(model: str | os.PathLike | Predictor, data: str | os.PathLike
     report: dict[str, Any] = {
         "model": predictor.source, "data": str(data), "split": split, "frames": len(rows),
         "bad_inputs": len(bad or []), "bad_input_messages": bad or [], "frames_below_min_pupil_px": too_small, "min_pupil_px": min_pupil_px,
-        "postprocess": postprocess, "flips": predictor.views > 1,
+        "postprocess": postprocess, "flips": predictor.views > 1, "zoom": list(predictor.zoom), "looks_per_frame": 1 + len(predictor.zoom),
         "pupil_iou_mean": float(ious.mean()), "pupil_iou_median": float(np.median(ious)), "pupil_iou_split": scores["pupil_iou"],
         "miou": scores["miou"], "dice": scores["dice"], "pixel_accuracy": scores["pixel_accuracy"],
         "precision": scores["precision"], "recall": scores["recall"],
@@ -106,7 +109,7 @@ def evaluate_model(model: str | os.PathLike | Predictor, data: str | os.PathLike
         "confusion_matrix": meter.matrix.tolist(),
         "onnx_bytes": len(predictor.onnx_bytes),
     }
-    if timing:  # on a real frame; flip-averaged: the batch of its 4 views
+    if timing:  # one look at a real frame (flip-averaged: the batch of its 4 views); a zoomed frame costs looks_per_frame of them
         timing_input = np.repeat(timing_input, predictor.views, axis=0)
         report["latency_ms_1_thread"] = latency_ms(predictor.onnx_bytes, 1, frame=timing_input)
         report["latency_ms_all_threads"] = latency_ms(predictor.onnx_bytes, 0, frame=timing_input)
@@ -210,7 +213,11 @@ def _markdown(report: dict[str, Any]) -> str:
         lines += ["", f"{report['bad_inputs']} bad input(s) left out:"] + [f"- {message}" for message in report["bad_input_messages"]]
     if report.get("frames_below_min_pupil_px"):
         lines += ["", f"{report['frames_below_min_pupil_px']} frame(s) with fewer than {report['min_pupil_px']} pupil pixels left out."]
-    lines += ["", f"Predicted mask: {POSTPROCESS_TEXT[report['postprocess']]}" + (", from the pupil probability averaged over the frame and its 3 flips (--flips)." if report.get("flips") else "."),
+    looks = (f"the mean of {len(report['zoom'])} second looks centred on the pupil the first look found, zoomed so that it is "
+             f"{' and '.join(f'{d:g}' for d in report['zoom'])} px across in the model input (--zoom; latency is of one look, a frame takes "
+             f"{report['looks_per_frame']})") if report.get("zoom") else "one look at the letterboxed frame (--no-zoom)"
+    lines += ["", f"Predicted mask: {POSTPROCESS_TEXT[report['postprocess']]}, from the pupil probability of {looks}"
+              + (", each averaged over the frame and its 3 flips (--flips)." if report.get("flips") else "."),
               "Centre errors use the centre of an ellipse fitted to the largest predicted region; a frame with no",
               "predicted pupil counts as a miss (infinite error). Detection rate: share of frames within 5 px.",
               "Boundary offset: mean signed distance of the predicted pupil's edge from the label's, in pixels of the frame's",
@@ -271,13 +278,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        predictor = load_predictor(args.model, flips=args.flips)
+        predictor = load_predictor(args.model, flips=args.flips, zoom=tuple(args.zoom))
         reports = {}
         names = _folder_names(args.data)
         for name, data in zip(names, args.data):
             out = Path(args.output_dir) / name if len(args.data) > 1 else Path(args.output_dir)
             reports[name] = report = evaluate_model(predictor, data, out, args.split, args.worst_k, args.limit, args.timing, args.min_pupil_px, args.strict,
-                                                     args.postprocess)
+                                                     args.postprocess)  # the predictor's own flips and zoom
             if args.mlflow_run_id:
                 log_to_mlflow(report, out, args.mlflow_run_id, args.tracking_uri)
             print(f"{name}: pupil IoU mean {report['pupil_iou_mean']:.4f} median {report['pupil_iou_median']:.4f} | mIoU {report['miou']:.4f} | "

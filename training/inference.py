@@ -7,10 +7,12 @@ map the prediction back onto the frame. evaluate, predict, quantize and the benc
     mask = pupil_mask(probability)                  # 1 = pupil: the ellipse fitted to the strongest region
 
     predictor = load_predictor("pretrained", flips=True)   # test-time augmentation: the mean over the frame's 4 flips
+    predictor = load_predictor("pretrained", zoom=ZOOM_DIAMETERS)  # a second look at the pupil found, at the scales the model knows
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import pickle
@@ -29,7 +31,8 @@ from training.preprocess import HEIGHT, WIDTH
 @dataclass
 class Predictor:
     """A loaded model: run(batch float32 (B, 1, H, W)) -> logits (B, 2, H, W); onnx_bytes for latency; views: how many
-    model inputs each frame costs (4 when flip-averaged: one batch of 4 per frame)."""
+    model inputs each run of one input costs (4 when flip-averaged); zoom: the pupil diameters of predict_frame's
+    second look (zoomed), none for one look."""
 
     run: Callable[[np.ndarray], np.ndarray]
     input_height: int
@@ -37,15 +40,22 @@ class Predictor:
     onnx_bytes: bytes
     source: str
     views: int = 1
+    zoom: tuple[float, ...] = ()
+
+    @property
+    def runs_per_frame(self) -> int:
+        """Model inputs predict_frame runs for one frame: views x (the first look + one per zoom diameter)."""
+        return self.views * (1 + len(self.zoom))
 
 
 class ModelLoadError(ValueError):
     """A model file that cannot be used; the message names the file and what is wrong."""
 
 
-def load_predictor(path: str | os.PathLike, threads: int = 0, flips: bool = False) -> Predictor:
+def load_predictor(path: str | os.PathLike, threads: int = 0, flips: bool = False, zoom: tuple[float, ...] = ()) -> Predictor:
     """An .onnx file (ONNX Runtime), a .pt checkpoint / state_dict (rebuilt, exported to ONNX in memory), or
-    "pretrained": the weights shipped in training/weights/. `flips`: flip_averaged (test-time augmentation)."""
+    "pretrained": the weights shipped in training/weights/. `flips`: flip_averaged (test-time augmentation);
+    `zoom`: zoomed (a second look at the pupil at these diameters)."""
     from training.export import ort_session
     from training.models import pretrained_onnx_path
 
@@ -69,7 +79,8 @@ def load_predictor(path: str | os.PathLike, threads: int = 0, flips: bool = Fals
     height, width = (shape[2], shape[3]) if all(isinstance(s, int) for s in shape[2:]) else (HEIGHT, WIDTH)
     name = session.get_inputs()[0].name
     predictor = Predictor(lambda batch: session.run(None, {name: batch})[0], height, width, data, str(path))
-    return flip_averaged(predictor) if flips else predictor
+    predictor = flip_averaged(predictor) if flips else predictor
+    return zoomed(predictor, zoom) if zoom else predictor
 
 
 FLIPS = ((), (3,), (2,), (2, 3))  # axes of a (B, 1, H, W) batch: as is, mirrored left-right, upside down, both
@@ -93,7 +104,28 @@ def flip_averaged(predictor: Predictor) -> Predictor:
         logits[:, 1] = np.log(mean) - np.log1p(-mean)
         return logits
 
-    return Predictor(run, predictor.input_height, predictor.input_width, predictor.onnx_bytes, predictor.source, views=len(FLIPS))
+    return dataclasses.replace(predictor, run=run, views=len(FLIPS))
+
+
+# The pupil diameters (px of the model input) of zoomed's second look: the middle of the generator's pupil sizes (the
+# synthetic test split's pupils: median 52 px, quartiles 25 and 93). Measured on both real dev sets and synthetic test
+# (README, "Score a model on your own frames").
+ZOOM_DIAMETERS = (60.0, 100.0)
+MAX_ZOOM = 4.0  # the second look magnifies the frame at most 4x more than the letterbox does
+
+
+def zoomed(predictor: Predictor, diameters: tuple[float, ...] = ZOOM_DIAMETERS) -> Predictor:
+    """Test-time scale: predict_frame looks at the frame once (letterboxed), then again, centred on the pupil found,
+    at each scale that makes that pupil `diameters` px across in the model input (never smaller than the letterbox
+    makes it, at most MAX_ZOOM times larger), and returns the mean of the second looks' probabilities (0 outside their
+    windows). A pupil the letterbox makes small (a wide view) or large is seen at the sizes the model was trained on,
+    and each edge is drawn at several resolutions. No pupil in the first look: the first look stands."""
+    diameters = tuple(float(d) for d in diameters)
+    if not diameters or min(diameters) <= 0:
+        raise ValueError(f"zoom diameters must be positive numbers, not {diameters!r}")
+    if predictor.zoom:
+        raise ValueError(f"{predictor.source}: already zoomed")
+    return dataclasses.replace(predictor, zoom=diameters)
 
 
 def model_from_checkpoint(path: str | os.PathLike):
@@ -128,10 +160,25 @@ def _guess_variant(weights: dict) -> str:
 
 
 def predict_frame(predictor: Predictor, frame: np.ndarray, preprocessed: bool = False) -> np.ndarray:
-    """Pupil probability (H, W) on the frame's own grid."""
-    batch, box = preprocess.prepare_frame(frame, predictor.input_height, predictor.input_width, preprocessed)
-    probability = preprocess.pupil_probability(predictor.run(batch))[0]
-    return preprocess.unletterbox(probability, box)
+    """Pupil probability (H, W) on the frame's own grid (zoomed predictors: the mean of the second looks)."""
+    image = preprocess.as_gray_uint8(frame)
+    if not preprocessed:
+        image = preprocess.preprocess_image(image)
+    batch, box = preprocess.prepare_frame(image, predictor.input_height, predictor.input_width, preprocessed=True)
+    probability = preprocess.unletterbox(preprocess.pupil_probability(predictor.run(batch))[0], box)
+    if not predictor.zoom:
+        return probability
+    found = pupil_mask(probability)
+    area = int(np.count_nonzero(found))
+    if area == 0:
+        return probability
+    ys, xs = np.nonzero(found)
+    centre, diameter = (float(xs.mean()), float(ys.mean())), 2.0 * math.sqrt(area / math.pi)
+    windows = [preprocess.zoom_window(image, centre, max(box.scale, min(MAX_ZOOM * box.scale, target / diameter)),
+                                      predictor.input_height, predictor.input_width) for target in predictor.zoom]
+    batch = np.concatenate([preprocess.to_model_input(window) for window, _ in windows])
+    looks = preprocess.pupil_probability(predictor.run(batch))
+    return sum(preprocess.unzoom(look, transform, image.shape) for look, (_, transform) in zip(looks, windows)) / len(windows)
 
 
 POSTPROCESS = ("ellipse", "region", "hull", "none")
@@ -234,11 +281,17 @@ def pupil_ellipse(mask: np.ndarray) -> preprocess.Ellipse | None:
 
 
 def add_postprocess_option(parser) -> None:
-    """The `--postprocess` (pupil_mask) and `--flips` (flip_averaged) flags of evaluate and predict (an argparse parser)."""
+    """The `--postprocess` (pupil_mask), `--flips` (flip_averaged) and `--zoom` / `--no-zoom` (zoomed) flags of evaluate
+    and predict (an argparse parser)."""
     parser.add_argument("--postprocess", choices=POSTPROCESS, default=DEFAULT_POSTPROCESS,
                         help="predicted mask: the ellipse fitted to the region above 0.5 with the most pupil probability (default), that region, its convex hull, or every pixel above 0.5")
     parser.add_argument("--flips", action="store_true",
                         help="test-time augmentation: average the pupil probability over the frame and its 3 flips (4x the model's work; more accurate on real frames)")
+    parser.add_argument("--zoom", type=float, nargs="+", default=list(ZOOM_DIAMETERS), metavar="PX",
+                        help=f"second looks centred on the pupil the first look found, zoomed so that it is PX across in the model input; their mean "
+                             f"is the prediction (default: {' '.join(f'{d:g}' for d in ZOOM_DIAMETERS)}; 3 looks a frame)")
+    parser.add_argument("--no-zoom", dest="zoom", action="store_const", const=[],
+                        help="one look: the letterboxed frame only (what the exported ONNX model does on its own; 1/3 of the work)")
 
 
 def latency_ms(onnx_bytes: bytes, threads: int, height: int = HEIGHT, width: int = WIDTH, repeats: int = 30, frame: np.ndarray | None = None) -> float:

@@ -4,7 +4,9 @@
     python -m training.predict --model pretrained my_frames/ --save-masks        # draft masks to correct: my_frames/masks/
 
 For each frame: the dataset's preprocessing (training.preprocess.prepare_frame: gamma + CLAHE, letterbox to the
-model input), ONNX Runtime, the pupil probability mapped back to the frame, the largest region's ellipse
+model input), ONNX Runtime, the pupil probability mapped back to the frame, then two more looks centred on the pupil
+found, zoomed so that it is 60 and 100 px across in the model input, their probabilities averaged
+(training.inference.zoomed; --zoom PX ... sets the sizes, --no-zoom keeps the first look alone), the largest region's ellipse
 (training.preprocess.fit_ellipse) of the predicted mask (--postprocess: by default that ellipse, filled;
 training.inference.pupil_mask). Writes pred/overlays/*.png (or pred/<video>_overlay.mp4 for a video) and
 pred/predictions.csv + predictions.json with frame, cx, cy, rx, ry, angle (pixels/degrees, frame coordinates),
@@ -32,7 +34,7 @@ import numpy as np
 from training import preprocess
 from training.data import IMAGE_SUFFIXES, is_frames_folder
 from training.files import atomic_write_bytes
-from training.inference import DEFAULT_POSTPROCESS, Predictor, add_postprocess_option, load_predictor, predict_frame, pupil_mask
+from training.inference import DEFAULT_POSTPROCESS, ZOOM_DIAMETERS, Predictor, add_postprocess_option, load_predictor, predict_frame, pupil_mask
 from training.visualize import PREDICTION_COLOR, outline
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
@@ -92,10 +94,11 @@ def save_mask(image: Path, mask: np.ndarray, overwrite: bool = False) -> bool:
 
 
 def predict_paths(model: str, inputs: list[str], output_dir: str | Path, postprocess: str = DEFAULT_POSTPROCESS, save_masks: bool = False,
-                  overwrite_masks: bool = False, flips: bool = False) -> list[dict]:
+                  overwrite_masks: bool = False, flips: bool = False, zoom: tuple[float, ...] = ZOOM_DIAMETERS) -> list[dict]:
     """Predicts every input; returns one record per frame. With save_masks, each image's record says whether its
-    mask was written ("mask": written | kept, the one there stays). flips: training.inference.flip_averaged."""
-    predictor = load_predictor(model, flips=flips)
+    mask was written ("mask": written | kept, the one there stays). flips: training.inference.flip_averaged; zoom:
+    training.inference.zoomed (none: one look)."""
+    predictor = load_predictor(model, flips=flips, zoom=zoom)
     output_dir = Path(output_dir)
     (output_dir / "overlays").mkdir(parents=True, exist_ok=True)
     records = []
@@ -155,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite-masks", action="store_true", help="with --save-masks: replace masks that are already there (default: keep them)")
     args = parser.parse_args(argv)
     try:
-        records = predict_paths(args.model, args.inputs, args.output_dir, args.postprocess, args.save_masks, args.overwrite_masks, args.flips)
+        records = predict_paths(args.model, args.inputs, args.output_dir, args.postprocess, args.save_masks, args.overwrite_masks, args.flips, tuple(args.zoom))
     except (FileNotFoundError, ValueError) as error:  # a missing input, a bad model (ModelLoadError) or an unreadable video
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -49,11 +49,11 @@ def gamma_lut(gamma: float = GAMMA) -> np.ndarray:
 
 def apply_gamma(image: np.ndarray, gamma: float = GAMMA) -> np.ndarray:
     """Gamma correction through a 256-entry lookup table (gamma < 1 lifts the dark pupil/iris range)."""
-    return cv2.LUT(_as_gray_uint8(image), gamma_lut(gamma))
+    return cv2.LUT(as_gray_uint8(image), gamma_lut(gamma))
 
 
 def apply_clahe(image: np.ndarray, clip_limit: float = CLAHE_CLIP_LIMIT, tile_grid: tuple[int, int] = CLAHE_TILE_GRID) -> np.ndarray:
-    return cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=tile_grid).apply(_as_gray_uint8(image))
+    return cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=tile_grid).apply(as_gray_uint8(image))
 
 
 def preprocess_image(image: np.ndarray) -> np.ndarray:
@@ -244,7 +244,7 @@ def frame_sample(image: np.ndarray, mask: np.ndarray, maps: bool = True) -> dict
     model input (HEIGHT x WIDTH), the way evaluate and predict see that frame: gamma + CLAHE at the frame's own size,
     then letterboxed (letterbox), the mask with it (letterbox_mask). A HEIGHT x WIDTH frame gives preprocess_sample's
     row for the same pupil."""
-    image = _as_gray_uint8(image)
+    image = as_gray_uint8(image)
     if np.asarray(mask).shape != image.shape:
         raise ValueError(f"mask shape {np.asarray(mask).shape} does not match the image {image.shape}")
     boxed, _ = letterbox(preprocess_image(image))
@@ -264,7 +264,7 @@ def letterbox_mask(mask: np.ndarray, input_height: int = HEIGHT, input_width: in
     return cv2.copyMakeBorder(binary, 0, input_height - new_h, 0, input_width - new_w, cv2.BORDER_CONSTANT, value=0)
 
 
-def _as_gray_uint8(image: np.ndarray) -> np.ndarray:
+def as_gray_uint8(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.dtype != np.uint8:
         raise TypeError(f"expected a uint8 image, got {image.dtype}")
@@ -317,11 +317,52 @@ def prepare_frame(frame: np.ndarray, input_height: int = HEIGHT, input_width: in
     The dataset's image transform (gamma + CLAHE) runs at the frame's own size, then the frame is letterboxed:
     the same code path for evaluate and predict as for precompute and training.
     """
-    image = _as_gray_uint8(frame)
+    image = as_gray_uint8(frame)
     if not preprocessed:
         image = preprocess_image(image)
     boxed, box = letterbox(image, input_height, input_width)
     return to_model_input(boxed), box
+
+
+@dataclass(frozen=True)
+class ZoomWindow:
+    """How zoom_window placed a frame in the model input: input pixel u = sx * (x + 0.5) - 0.5 - x0 (y alike)."""
+
+    sx: float
+    sy: float
+    x0: float
+    y0: float
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The 2x3 affine map from frame pixels to model-input pixels."""
+        return np.array([[self.sx, 0.0, 0.5 * self.sx - 0.5 - self.x0], [0.0, self.sy, 0.5 * self.sy - 0.5 - self.y0]])
+
+
+def zoom_window(image: np.ndarray, centre: tuple[float, float], scale: float, input_height: int = HEIGHT,
+                input_width: int = WIDTH) -> tuple[np.ndarray, ZoomWindow]:
+    """The model input seen through a window on a (preprocessed, uint8) frame: the frame scaled by `scale` and placed
+    so that `centre` (x, y in frame pixels) falls in the middle, edge pixels replicated beyond it. Resampled as
+    letterbox does (area when shrinking, linear when enlarging). Returns the window and its ZoomWindow (for unzoom)."""
+    height, width = image.shape[:2]
+    if scale < 1:  # shrink with area averaging as letterbox does, then shift
+        new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        sx, sy = new_w / width, new_h / height
+        x0, y0 = round(sx * (centre[0] + 0.5) - input_width / 2), round(sy * (centre[1] + 0.5) - input_height / 2)
+        box = ZoomWindow(sx, sy, float(x0), float(y0))
+        shift = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0]])
+    else:
+        box = ZoomWindow(scale, scale, scale * (centre[0] + 0.5) - input_width / 2, scale * (centre[1] + 0.5) - input_height / 2)
+        shift = box.matrix
+    window = cv2.warpAffine(image, shift, (input_width, input_height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return window, box
+
+
+def unzoom(plane: np.ndarray, box: ZoomWindow, shape: tuple[int, ...]) -> np.ndarray:
+    """Maps a model-input float plane seen through zoom_window back onto the frame (of `shape`); 0 outside the window."""
+    return cv2.warpAffine(np.asarray(plane, np.float32), box.matrix, (shape[1], shape[0]), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
 
 
 def pupil_probability(logits: np.ndarray) -> np.ndarray:

@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         "minutes_this_call": round((time.perf_counter() - start) / 60, 1), "git_commit": commit, "machine": machine(cfg.device),
         "metrics": {name: {k: report[k] for k in SUMMARY} for name, report in metrics.items()},
         "postprocess": metrics["synthetic_test"]["postprocess"],  # the mask the metrics score
+        "zoom": metrics["synthetic_test"]["zoom"],  # and the looks it is drawn from (training.inference.zoomed)
     }
     if distillation is not None:
         card["distillation"] = distillation
