@@ -325,6 +325,17 @@ def test_input_pipeline_benchmark_ends_with_the_ratio():
     assert lines[-1].startswith("pipeline/step=") and float(lines[-1].split("=")[1]) > 0
 
 
+def test_looks_benchmark_prices_each_way_of_looking_against_one_look():
+    """Scenario: What the looks cost"""
+    result = run_python(["benchmarks/looks.py", "--frames", "2"], timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split() for line in result.stdout.strip().splitlines()[1:]]
+    assert [row[0] for row in rows] == ["128x128", "240x320", "400x640", "480x640"]
+    for row in rows:  # one look's ms and its ratio 1.00, then three looks and three flipped looks, each dearer
+        figures = [float(value) for value in row[1:]]
+        assert figures[1] == 1.0 and figures[0] > 0 and figures[3] > 1 and figures[5] > figures[3]
+
+
 def test_step_profile_brackets_each_part_of_the_step():
     """Scenario: Where a training step's time goes"""
     result = run_python(["benchmarks/profile_step.py", "--variants", "tiny,base", "--shapes", "64x96", "--batch-size", "2", "--steps", "2"], timeout=600)
