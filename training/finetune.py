@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     after = evaluate_model(onnx, val_folder, out / "eval_after", timing=False)
     rows = [("pupil IoU (mean)", "pupil_iou_mean", "{:.3f}"), ("centre error (median, px)", "center_error_median", "{:.2f}"),
             ("centres within 5 px", "detection_rate", "{:.1%}"), ("boundary offset (mean, px)", "boundary_offset_mean", "{:+.2f}")]
-    print(f"\nvalidation frames ({after['frames']}), {after['postprocess']} mask:   before -> after")
+    print(f"\nvalidation frames ({after['frames']}), {after['postprocess']} mask of {after['looks_per_frame']} looks:   before -> after")
     for label, key, fmt in rows:
         print(f"  {label:28s} {fmt.format(before[key]):>8s} -> {fmt.format(after[key])}")
     print(f"\nfine-tuned ONNX model  {onnx} ({onnx.stat().st_size / 1024:.0f} KB)\ncheckpoints            {result.run_dir}\n"
