@@ -527,9 +527,9 @@ def test_zoom_takes_a_second_look_at_the_pupil_at_the_sizes_asked(image_mask_fol
     truth = np.zeros_like(frame)
     cv2.circle(truth, (231, 77), 10, 1, thickness=cv2.FILLED)
     model = Predictor(dark_is_pupil, 400, 640, b"", "dark")
-    assert model.runs_per_frame == 1
+    assert model.looks == 1
     looked = zoomed(model, (60.0, 100.0))
-    assert looked.zoom == (60.0, 100.0) and looked.runs_per_frame == 3
+    assert looked.zoom == (60.0, 100.0) and looked.looks == 3
     probability = predict_frame(looked, frame)
     assert probability.shape == frame.shape
     assert [len(batch) for batch in seen] == [1, 2]  # the first look, then both zoomed looks in one batch

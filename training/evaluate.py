@@ -99,7 +99,7 @@ def evaluate_model(model: str | os.PathLike | Predictor, data: str | os.PathLike
     report: dict[str, Any] = {
         "model": predictor.source, "data": str(data), "split": split, "frames": len(rows),
         "bad_inputs": len(bad or []), "bad_input_messages": bad or [], "frames_below_min_pupil_px": too_small, "min_pupil_px": min_pupil_px,
-        "postprocess": postprocess, "flips": predictor.views > 1, "zoom": list(predictor.zoom), "looks_per_frame": 1 + len(predictor.zoom),
+        "postprocess": postprocess, "flips": predictor.views > 1, "zoom": list(predictor.zoom), "looks_per_frame": predictor.looks,
         "pupil_iou_mean": float(ious.mean()), "pupil_iou_median": float(np.median(ious)), "pupil_iou_split": scores["pupil_iou"],
         "miou": scores["miou"], "dice": scores["dice"], "pixel_accuracy": scores["pixel_accuracy"],
         "precision": scores["precision"], "recall": scores["recall"],

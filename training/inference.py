@@ -43,9 +43,10 @@ class Predictor:
     zoom: tuple[float, ...] = ()
 
     @property
-    def runs_per_frame(self) -> int:
-        """Model inputs predict_frame runs for one frame: views x (the first look + one per zoom diameter)."""
-        return self.views * (1 + len(self.zoom))
+    def looks(self) -> int:
+        """How many times predict_frame runs the model on one frame: the first look and one per zoom diameter (each of
+        `views` inputs)."""
+        return 1 + len(self.zoom)
 
 
 class ModelLoadError(ValueError):
