@@ -523,9 +523,9 @@ def test_zoom_takes_a_second_look_at_the_pupil_at_the_sizes_asked(image_mask_fol
         return out
 
     frame = np.full((240, 320), 200, np.uint8)  # another size than the model input: letterboxed x1.25 at first
-    cv2.circle(frame, (231, 77), 10, 30, thickness=cv2.FILLED)
+    cv2.circle(frame, (170, 110), 10, 30, thickness=cv2.FILLED)
     truth = np.zeros_like(frame)
-    cv2.circle(truth, (231, 77), 10, 1, thickness=cv2.FILLED)
+    cv2.circle(truth, (170, 110), 10, 1, thickness=cv2.FILLED)
     model = Predictor(dark_is_pupil, 400, 640, b"", "dark")
     assert model.looks == 1
     looked = zoomed(model, (60.0, 100.0))
@@ -541,6 +541,17 @@ def test_zoom_takes_a_second_look_at_the_pupil_at_the_sizes_asked(image_mask_fol
     predicted = pupil_mask(probability) > 0  # mapped back onto the frame's own grid
     assert (predicted & (truth > 0)).sum() / (predicted | (truth > 0)).sum() > 0.9
     assert probability[200, 20] == 0  # outside the zoomed windows nothing is pupil
+
+    seen.clear()  # a pupil cut by the frame's edge stays at the window's edge: no replicated stripes beside it
+    edge = np.full((400, 640), 200, np.uint8)
+    cv2.circle(edge, (8, 200), 30, 30, thickness=cv2.FILLED)
+    predict_frame(looked, edge)
+    visible = int((edge < 100).sum())
+    for view, scale in zip(seen[1], (60, 100)):
+        dark = view[0] < 0.5
+        magnified = dark.sum() / visible  # the frame's dark pixels, magnified by the window's scale squared
+        assert np.nonzero(dark)[1].max() < 160 and dark[:, 0].any()  # at the window's left edge, as in the frame
+        assert 1.0 <= magnified <= MAX_ZOOM ** 2 and dark.sum() < 1.2 * visible * (scale / (2 * np.sqrt(visible / np.pi))) ** 2
 
     seen.clear()  # a pupil the letterbox already makes large is not shrunk, and a speck is magnified at most MAX_ZOOM x
     big = np.full((128, 128), 200, np.uint8)

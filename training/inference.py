@@ -116,10 +116,10 @@ MAX_ZOOM = 4.0  # the second look magnifies the frame at most 4x more than the l
 
 
 def zoomed(predictor: Predictor, diameters: tuple[float, ...] = ZOOM_DIAMETERS) -> Predictor:
-    """Test-time scale: predict_frame looks at the frame once (letterboxed), then again, centred on the pupil found,
-    at each scale that makes that pupil `diameters` px across in the model input (never smaller than the letterbox
-    makes it, at most MAX_ZOOM times larger), and returns the mean of the second looks' probabilities (0 outside their
-    windows). A pupil the letterbox makes small (a wide view) or large is seen at the sizes the model was trained on,
+    """Test-time scale: predict_frame looks at the frame once (letterboxed), then again, centred on the pupil found
+    (as far as the frame reaches: preprocess.zoom_window), at each scale that makes that pupil `diameters` px across in
+    the model input (never smaller than the letterbox makes it, at most MAX_ZOOM times larger), and returns the mean
+    of the second looks' probabilities (0 outside their windows). A pupil the letterbox makes small (a wide view) or large is seen at the sizes the model was trained on,
     and each edge is drawn at several resolutions. No pupil in the first look: the first look stands."""
     diameters = tuple(float(d) for d in diameters)
     if not diameters or min(diameters) <= 0:

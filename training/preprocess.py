@@ -342,21 +342,33 @@ class ZoomWindow:
 def zoom_window(image: np.ndarray, centre: tuple[float, float], scale: float, input_height: int = HEIGHT,
                 input_width: int = WIDTH) -> tuple[np.ndarray, ZoomWindow]:
     """The model input seen through a window on a (preprocessed, uint8) frame: the frame scaled by `scale` and placed
-    so that `centre` (x, y in frame pixels) falls in the middle, edge pixels replicated beyond it. Resampled as
-    letterbox does (area when shrinking, linear when enlarging). Returns the window and its ZoomWindow (for unzoom)."""
+    so that `centre` (x, y in frame pixels) falls in the middle, moved the least that keeps padding out of the window
+    where the scaled frame can fill it (a pupil at the frame's edge stays at the window's edge, as the frame shows it,
+    not beside replicated stripes; a scaled frame smaller than the window lies wholly inside it), edge pixels
+    replicated beyond it as letterbox does. Resampled as letterbox does (area when shrinking, linear when enlarging).
+    Returns the window and its ZoomWindow (for unzoom)."""
     height, width = image.shape[:2]
     if scale < 1:  # shrink with area averaging as letterbox does, then shift
         new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
         sx, sy = new_w / width, new_h / height
-        x0, y0 = round(sx * (centre[0] + 0.5) - input_width / 2), round(sy * (centre[1] + 0.5) - input_height / 2)
+        x0 = round(_placed(sx * (centre[0] + 0.5) - input_width / 2, new_w, input_width))
+        y0 = round(_placed(sy * (centre[1] + 0.5) - input_height / 2, new_h, input_height))
         box = ZoomWindow(sx, sy, float(x0), float(y0))
         shift = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0]])
     else:
-        box = ZoomWindow(scale, scale, scale * (centre[0] + 0.5) - input_width / 2, scale * (centre[1] + 0.5) - input_height / 2)
+        box = ZoomWindow(scale, scale, _placed(scale * (centre[0] + 0.5) - input_width / 2, scale * width, input_width),
+                         _placed(scale * (centre[1] + 0.5) - input_height / 2, scale * height, input_height))
         shift = box.matrix
     window = cv2.warpAffine(image, shift, (input_width, input_height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return window, box
+
+
+def _placed(offset: float, extent: float, window: int) -> float:
+    """A window's offset along one axis (scaled-frame pixels), moved the least from `offset` so that the window lies
+    inside a scaled frame of `extent` pixels, or, when the window is the larger, the frame inside the window."""
+    low, high = sorted((0.0, extent - window))
+    return min(max(offset, low), high)
 
 
 def unzoom(plane: np.ndarray, box: ZoomWindow, shape: tuple[int, ...]) -> np.ndarray:
