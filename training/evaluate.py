@@ -9,10 +9,10 @@
 --data: one or more of a precompute output, a raw OpenEDS folder, or a plain folder with images/*.png and
 masks/*.png of the same names (pupil = 255, anything else 0). Frames of another size are letterboxed to the model
 input and the predictions mapped back. Each frame gets two more looks centred on the pupil found, zoomed so that it is
-60 and 100 px across in the model input, and their mean is scored (training.inference.zoomed; --no-zoom: one look). Per data folder: report.json and report.md (pupil IoU mean/median, mIoU,
-Dice, pixel accuracy, precision, recall, centre error median/p95 from an ellipse fitted to the predicted mask,
-detection rate within 5 px, the same by pupil size, ONNX Runtime latency at 1 and all threads),
-confusion_matrix.png, per_image.csv and worst/*.png (image | label | prediction side by side). With several
+60 and 100 px across in the model input, and their mean is scored (training.inference.zoomed; --no-zoom: one look).
+Per data folder: report.json and report.md (pupil IoU mean/median, mIoU, Dice, pixel accuracy, precision, recall,
+centre error median/p95 from an ellipse fitted to the predicted mask, detection rate within 5 px, the same by pupil
+size, ONNX Runtime latency at 1 and all threads), confusion_matrix.png, per_image.csv and worst/*.png (image | label | prediction side by side). With several
 folders each gets its own sub-folder and summary.md holds one table. An unreadable image or mask is named in a
 warning, counted in the report and left out (--strict makes it fatal); a missing path or a bad model exits 2.
 """
@@ -35,8 +35,8 @@ import numpy as np
 
 from training import preprocess
 from training.data import BadInput, iter_frames
-from training.inference import DEFAULT_POSTPROCESS, ModelLoadError, Predictor, add_postprocess_option, latency_ms, load_predictor, predict_frame, pupil_mask
-from training.inference import ZOOM_DIAMETERS
+from training.inference import (DEFAULT_POSTPROCESS, ZOOM_DIAMETERS, ModelLoadError, Predictor, add_postprocess_option, latency_ms, load_predictor,
+                                predict_frame, pupil_mask)
 from training.metrics import SegmentationMeter, area_ratio, binary_iou, boundary_offset, center_error, center_statistics, scores_from_confusion, visible_edge
 from training.visualize import LABEL_COLOR, PREDICTION_COLOR, outline
 

@@ -119,8 +119,9 @@ def zoomed(predictor: Predictor, diameters: tuple[float, ...] = ZOOM_DIAMETERS) 
     """Test-time scale: predict_frame looks at the frame once (letterboxed), then again, centred on the pupil found
     (as far as the frame reaches: preprocess.zoom_window), at each scale that makes that pupil `diameters` px across in
     the model input (never smaller than the letterbox makes it, at most MAX_ZOOM times larger), and returns the mean
-    of the second looks' probabilities (0 outside their windows). A pupil the letterbox makes small (a wide view) or large is seen at the sizes the model was trained on,
-    and each edge is drawn at several resolutions. No pupil in the first look: the first look stands."""
+    of the second looks' probabilities (0 outside their windows). A pupil the letterbox makes small (a wide view) or
+    large is seen at the sizes the model was trained on, and each edge is drawn at several resolutions. No pupil in the
+    first look: the first look stands."""
     diameters = tuple(float(d) for d in diameters)
     if not diameters or min(diameters) <= 0:
         raise ValueError(f"zoom diameters must be positive numbers, not {diameters!r}")
@@ -162,9 +163,7 @@ def _guess_variant(weights: dict) -> str:
 
 def predict_frame(predictor: Predictor, frame: np.ndarray, preprocessed: bool = False) -> np.ndarray:
     """Pupil probability (H, W) on the frame's own grid (zoomed predictors: the mean of the second looks)."""
-    image = preprocess.as_gray_uint8(frame)
-    if not preprocessed:
-        image = preprocess.preprocess_image(image)
+    image = preprocess.frame_image(frame, preprocessed)  # kept for the zoomed looks
     batch, box = preprocess.prepare_frame(image, predictor.input_height, predictor.input_width, preprocessed=True)
     probability = preprocess.unletterbox(preprocess.pupil_probability(predictor.run(batch))[0], box)
     if not predictor.zoom:

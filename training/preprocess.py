@@ -49,11 +49,11 @@ def gamma_lut(gamma: float = GAMMA) -> np.ndarray:
 
 def apply_gamma(image: np.ndarray, gamma: float = GAMMA) -> np.ndarray:
     """Gamma correction through a 256-entry lookup table (gamma < 1 lifts the dark pupil/iris range)."""
-    return cv2.LUT(as_gray_uint8(image), gamma_lut(gamma))
+    return cv2.LUT(_as_gray_uint8(image), gamma_lut(gamma))
 
 
 def apply_clahe(image: np.ndarray, clip_limit: float = CLAHE_CLIP_LIMIT, tile_grid: tuple[int, int] = CLAHE_TILE_GRID) -> np.ndarray:
-    return cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=tile_grid).apply(as_gray_uint8(image))
+    return cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=tile_grid).apply(_as_gray_uint8(image))
 
 
 def preprocess_image(image: np.ndarray) -> np.ndarray:
@@ -244,7 +244,7 @@ def frame_sample(image: np.ndarray, mask: np.ndarray, maps: bool = True) -> dict
     model input (HEIGHT x WIDTH), the way evaluate and predict see that frame: gamma + CLAHE at the frame's own size,
     then letterboxed (letterbox), the mask with it (letterbox_mask). A HEIGHT x WIDTH frame gives preprocess_sample's
     row for the same pupil."""
-    image = as_gray_uint8(image)
+    image = _as_gray_uint8(image)
     if np.asarray(mask).shape != image.shape:
         raise ValueError(f"mask shape {np.asarray(mask).shape} does not match the image {image.shape}")
     boxed, _ = letterbox(preprocess_image(image))
@@ -264,7 +264,7 @@ def letterbox_mask(mask: np.ndarray, input_height: int = HEIGHT, input_width: in
     return cv2.copyMakeBorder(binary, 0, input_height - new_h, 0, input_width - new_w, cv2.BORDER_CONSTANT, value=0)
 
 
-def as_gray_uint8(image: np.ndarray) -> np.ndarray:
+def _as_gray_uint8(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.dtype != np.uint8:
         raise TypeError(f"expected a uint8 image, got {image.dtype}")
@@ -317,11 +317,15 @@ def prepare_frame(frame: np.ndarray, input_height: int = HEIGHT, input_width: in
     The dataset's image transform (gamma + CLAHE) runs at the frame's own size, then the frame is letterboxed:
     the same code path for evaluate and predict as for precompute and training.
     """
-    image = as_gray_uint8(frame)
-    if not preprocessed:
-        image = preprocess_image(image)
-    boxed, box = letterbox(image, input_height, input_width)
+    boxed, box = letterbox(frame_image(frame, preprocessed), input_height, input_width)
     return to_model_input(boxed), box
+
+
+def frame_image(frame: np.ndarray, preprocessed: bool = False) -> np.ndarray:
+    """Any raw frame (gray or BGR uint8) -> the gray uint8 frame the model sees, at the frame's own size: the
+    dataset's image transform (gamma + CLAHE), unless `preprocessed` already."""
+    image = _as_gray_uint8(frame)
+    return image if preprocessed else preprocess_image(image)
 
 
 @dataclass(frozen=True)
