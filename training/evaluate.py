@@ -12,9 +12,10 @@ input and the predictions mapped back. Each frame gets two more looks centred on
 60 and 100 px across in the model input, and their mean is scored (training.inference.zoomed; --no-zoom: one look).
 Per data folder: report.json and report.md (pupil IoU mean/median, mIoU, Dice, pixel accuracy, precision, recall,
 centre error median/p95 from an ellipse fitted to the predicted mask, detection rate within 5 px, the same by pupil
-size, ONNX Runtime latency at 1 and all threads), confusion_matrix.png, per_image.csv and worst/*.png (image | label | prediction side by side). With several
-folders each gets its own sub-folder and summary.md holds one table. An unreadable image or mask is named in a
-warning, counted in the report and left out (--strict makes it fatal); a missing path or a bad model exits 2.
+size, ONNX Runtime latency at 1 and all threads), confusion_matrix.png, per_image.csv and worst/*.png (image | label |
+prediction side by side). With several folders each gets its own sub-folder and summary.md holds one table. An
+unreadable image or mask is named in a warning, counted in the report and left out (--strict makes it fatal); a
+missing path or a bad model exits 2.
 """
 
 from __future__ import annotations
