@@ -70,6 +70,29 @@ def _corrupt(raw):
     return names[:3]
 
 
+def test_keep_empty_writes_the_frames_without_a_pupil_of_the_named_splits(tmp_path, capsys):
+    """Scenario: Frames without a pupil kept for training"""
+    generate(tmp_path, 20, seed=2, workers=1, closed_share=0.4)  # closed eyes in train
+    label = next((tmp_path / "validation" / "labels").glob("*.npy"))
+    np.save(label, np.zeros_like(np.load(label)))  # and one in validation
+    empty = {split: sum(not (np.load(p) == 3).any() for p in (tmp_path / split / "labels").glob("*.npy")) for split in ("train", "validation", "test")}
+    assert empty["train"] > 0 and empty["validation"] > 0
+    args = ["--skip-download", "--no-push", "--output-dir", str(tmp_path), "--workers", "1"]
+    assert precompute.main(args) == 0  # the default: skipped everywhere
+    assert _row_counts(tmp_path / "dataset")["train"] == 14 - empty["train"]
+    capsys.readouterr()
+    assert precompute.main([*args, "--keep-empty", "train"]) == 0
+    assert f"train 14 written, {empty['train']} empty kept" in capsys.readouterr().out
+    counts = _row_counts(tmp_path / "dataset")  # the skipped run's train shards are not reused: other names
+    assert counts == {"train": 14, "validation": 3 - empty["validation"], "test": 3 - empty["test"]}
+    labels = [pq.read_table(p, columns=["label"]).column("label").to_pylist() for p in (tmp_path / "dataset" / "train").glob("*.parquet")]
+    assert sum(not np.asarray(label).any() for shard in labels for label in shard) == empty["train"]  # all-zero labels
+    assert f"| train | 14 | {empty['train']} kept | 0 |" in (tmp_path / "dataset" / "README.md").read_text()
+    assert precompute.validate(tmp_path, per_split=20) == []  # every row, the kept ones too, recomputes to itself
+    with pytest.raises(ValueError, match="unknown splits"):
+        precompute.build_dataset(tmp_path, workers=1, keep_empty=["training"])
+
+
 def test_bad_inputs_are_warned_counted_and_left_out(tmp_path, caplog, capsys):
     """Scenario: Bad input files"""
     generate(tmp_path, 10, seed=2)

@@ -67,12 +67,14 @@ def test_pretrain_command_writes_weights_and_a_card(tmp_path):
     weights = tmp_path / "weights"
     result = run_python(["-m", "training.pretrain", "--output-dir", str(tmp_path / "out"), "--weights-dir", str(weights),
                          "--num-images", "16", "--epochs", "1", "--model-variant", "tiny", "--alpha-end", "0.5",
-                         "--distill-steps", "3", "--distill-frames", "4"], env={"MLFLOW_TRACKING_URI": ""})
+                         "--distill-steps", "3", "--distill-frames", "4", "--closed-share", "0.3"], env={"MLFLOW_TRACKING_URI": ""})
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     card = json.loads((weights / "pretrained.json").read_text())
     assert card["variant"] == "tiny" and (weights / card["onnx"]).stat().st_size < 300 * 1024
     assert "--num-images 16" in card["command"] and card["recipe"]["epochs"] == 1
     assert "--alpha-end 0.5" in card["command"] and card["recipe"]["train_config"]["alpha_end"] == 0.5  # recipe flags reach train(cfg)
+    data_card = (tmp_path / "out" / "raw" / "dataset" / "README.md").read_text()  # closed eyes generated, and trained on
+    assert "--closed-share 0.3" in card["command"] and "| train | 12 |" in data_card and "kept in train" in data_card
     report = json.loads((tmp_path / "out" / "runs" / "pretrain" / "synthetic_test" / "report.json").read_text())
     assert card["metrics"]["synthetic_test"]["pupil_iou_mean"] == report["pupil_iou_mean"] and report["split"] == "test"
     assert card["postprocess"] == report["postprocess"] == "ellipse"  # the card says which mask its metrics score

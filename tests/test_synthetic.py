@@ -66,6 +66,26 @@ def test_families_subset_and_unknown_family(tmp_path):
         generate(tmp_path / "x", 3, families=["webcam"])
 
 
+def test_closed_share_shuts_the_lids_of_its_own_frames_only(tmp_path):
+    """Scenario: Closed eyes on demand"""
+    generate(tmp_path / "plain", 16, seed=5, workers=1)
+    generate(tmp_path / "closed", 16, seed=5, workers=1, closed_share=0.5)
+    chosen = {index for split, index, _ in frame_plan(16, 5) if split == "train" and synthetic.is_closed(5, index, 0.5)}
+    assert 0 < len(chosen) < 12 and any(synthetic.is_closed(5, index, 0.5) for split, index, _ in frame_plan(16, 5) if split != "train")
+    shut, opened = 0, 0
+    for path in (tmp_path / "plain").rglob("*.npy"):
+        twin = tmp_path / "closed" / path.relative_to(tmp_path / "plain")
+        image, twin_image = (p.parent.parent / "images" / f"{p.stem}.png" for p in (path, twin))
+        if int(path.stem.split("_")[1]) in chosen:  # S<subject>_<frame index>
+            assert not (np.load(twin) == 3).any()  # no pupil: the eye is shut
+            shut, opened = shut + 1, opened + (np.load(path) == 3).any()
+        else:  # every other frame as it was, image and label (validation and test frames too)
+            assert twin.read_bytes() == path.read_bytes() and twin_image.read_bytes() == image.read_bytes()
+    assert shut == len(chosen) and opened > 0  # pupils that the plain frames showed are gone
+    with pytest.raises(ValueError, match="closed_share"):
+        generate(tmp_path / "x", 3, closed_share=1.5)
+
+
 def _region_stats(frames):
     stats = {c: [] for c in range(4)}
     for image, label in frames:

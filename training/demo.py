@@ -25,15 +25,17 @@ from training.evaluate import evaluate_model
 from training.synthetic import generate
 
 
-def synthetic_dataset(out: Path, num_images: int, seed: int, families: list[str] | None = None, workers: int = 0, stages: int = 4) -> Path:
+def synthetic_dataset(out: Path, num_images: int, seed: int, families: list[str] | None = None, workers: int = 0, stages: int = 4,
+                      closed_share: float = 0.0) -> Path:
     """Generates `num_images` synthetic frames under out/raw and precomputes them (stages 1 and 2 of `stages`);
-    returns the dataset folder."""
+    returns the dataset folder. closed_share > 0 shuts the lids of that share of the frames as well and keeps the
+    training split's frames without a pupil (every closed eye, the generator's own too) as rows."""
     raw = out / "raw"
     print(f"[1/{stages}] synthetic frames -> {raw}", flush=True)
-    counts = generate(raw, num_images, seed=seed, workers=workers, families=families)
+    counts = generate(raw, num_images, seed=seed, workers=workers, families=families, closed_share=closed_share)
     print("      " + ", ".join(f"{split} {n}" for split, n in counts.items()), flush=True)
     print(f"[2/{stages}] precompute -> {raw / 'dataset'}", flush=True)
-    if precompute.main(["--skip-download", "--no-push", "--output-dir", str(raw)]) != 0:
+    if precompute.main(["--skip-download", "--no-push", "--output-dir", str(raw), *(["--keep-empty", "train"] if closed_share else [])]) != 0:
         raise SystemExit("precompute failed")
     return raw / "dataset"
 

@@ -31,7 +31,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,9 +178,10 @@ def raw_splits(output_dir: Path) -> dict[str, tuple[list[tuple[str, str]], list[
 
 
 # ------------------------------------------------------------------------------------------ processing
-def process_pair(pair: tuple[str, str]) -> tuple[str, Any]:
+def process_pair(pair: tuple[str, str], keep_empty: bool = False) -> tuple[str, Any]:
     """One raw frame -> ("ok", row) | ("empty", name) | ("bad", message). Runs in worker processes. An OpenEDS frame
-    (label .npy) or one of your own frames (mask .png, any size: letterboxed as training and evaluate see it)."""
+    (label .npy) or one of your own frames (mask .png, any size: letterboxed as training and evaluate see it).
+    keep_empty: a frame without a pupil gives ("empty", row), its row (all-zero label) to be kept."""
     image_path, label_path = Path(pair[0]), Path(pair[1])
     own = label_path.suffix == ".png"
     try:
@@ -188,11 +189,11 @@ def process_pair(pair: tuple[str, str]) -> tuple[str, Any]:
     except BadInput as error:
         return "bad", str(error)
     mask = label if own else preprocess.binarize(label)
-    if not mask.any():
+    if not mask.any() and not keep_empty:
         return "empty", image_path.name
     row = preprocess.frame_sample(image, mask) if own else preprocess.preprocess_sample(image, label)
     row.update(filename=image_path.name, subject=person_of(image_path.name) if own else subject_of(image_path.name))
-    return "ok", row
+    return "ok" if mask.any() else "empty", row
 
 
 def list_pairs(images_dir: Path, labels_dir: Path) -> tuple[list[tuple[str, str]], list[str]]:
@@ -207,8 +208,8 @@ def list_pairs(images_dir: Path, labels_dir: Path) -> tuple[list[tuple[str, str]
     return pairs, bad
 
 
-def shard_key(pairs: list[tuple[str, str]]) -> str:
-    digest = hashlib.sha1(PIPELINE_VERSION.encode())
+def shard_key(pairs: list[tuple[str, str]], keep_empty: bool = False) -> str:
+    digest = hashlib.sha1(PIPELINE_VERSION.encode() + (b":keep-empty" if keep_empty else b""))
     for image_path, label_path in pairs:
         for path in (image_path, label_path):
             stat = os.stat(path)
@@ -220,7 +221,8 @@ def shard_key(pairs: list[tuple[str, str]]) -> str:
 class SplitSummary:
     found: int = 0  # frames found (bad ones included)
     written: int = 0
-    empty: int = 0
+    empty: int = 0  # frames without a pupil: skipped, or with keep_empty written (and counted in `written`)
+    keep_empty: bool = False
     bad: list[str] = field(default_factory=list)
     shards_reused: int = 0
     shards_written: int = 0
@@ -231,20 +233,22 @@ def _chunks(items: list, size: int) -> Iterable[list]:
         yield items[start : start + size]
 
 
-def write_shard(task: tuple[str, list[tuple[str, str]], str, str, bool], writer: ThreadPoolExecutor | None = None) -> dict[str, Any] | Future:
+def write_shard(task: tuple[str, list[tuple[str, str]], str, str, bool, bool], writer: ThreadPoolExecutor | None = None) -> dict[str, Any] | Future:
     """Processes one shard and writes its parquet file and state record atomically (runs in a worker).
 
-    Returns the state: rows written, empty masks skipped, bad-input messages. Under strict, a bad input
-    aborts the shard before anything is written (the caller then stops). With a writer thread, the write is
-    handed to it and a Future of the state is returned.
+    Returns the state: rows written, frames without a pupil (skipped, or kept as rows when the task's keep_empty is
+    set), bad-input messages. Under strict, a bad input aborts the shard before anything is written (the caller then
+    stops). With a writer thread, the write is handed to it and a Future of the state is returned.
     """
-    name, pairs, split_dir, state_dir, strict = task
+    name, pairs, split_dir, state_dir, strict, keep_empty = task
     rows, empty, bad = [], 0, []
-    for status, value in map(process_pair, pairs):
+    for status, value in (process_pair(pair, keep_empty) for pair in pairs):
         if status == "ok":
             rows.append(value)
         elif status == "empty":
             empty += 1
+            if keep_empty:
+                rows.append(value)
         else:
             bad.append(value)
             if strict:
@@ -300,21 +304,22 @@ def _done(result: dict[str, Any] | Future) -> dict[str, Any]:
     return result.result() if isinstance(result, Future) else result
 
 
-def plan_split(split: str, pairs: list[tuple[str, str]], dataset_dir: Path, state_dir: Path, shard_size: int) -> tuple[list[dict], list[tuple]]:
+def plan_split(split: str, pairs: list[tuple[str, str]], dataset_dir: Path, state_dir: Path, shard_size: int,
+               keep_empty: bool = False) -> tuple[list[dict], list[tuple]]:
     """Splits a split's frames into shards: (states of shards already complete, tasks for the rest)."""
     split_dir = dataset_dir / split
     split_dir.mkdir(parents=True, exist_ok=True)
     state_dir.mkdir(parents=True, exist_ok=True)
     done, todo = [], []
     for index, shard in enumerate(_chunks(pairs, shard_size)):
-        name = f"{split}-{index:05d}-{shard_key(shard)}"
+        name = f"{split}-{index:05d}-{shard_key(shard, keep_empty)}"
         state_path = state_dir / f"{name}.json"
         if state_path.exists():
             state = json.loads(state_path.read_text())
             if state["rows"] == 0 or (split_dir / f"{name}.parquet").exists():
                 done.append({"name": name, **state, "frames": len(shard)})
                 continue
-        todo.append((name, shard, str(split_dir), str(state_dir), False))
+        todo.append((name, shard, str(split_dir), str(state_dir), False, keep_empty))
     return done, todo
 
 
@@ -325,14 +330,20 @@ def remove_stale(split: str, dataset_dir: Path, state_dir: Path, keep: set[str])
 
 
 def build_dataset(output_dir: Path, workers: int = 0, limit: int = 0, strict: bool = False, shard_size: int = 32,
-                  map_shards: Callable[[list[tuple]], Iterable[dict[str, Any]]] | None = None) -> dict[str, SplitSummary]:
-    """Writes every split's shards under output_dir/dataset; shards run in parallel, one per worker task.
+                  map_shards: Callable[[list[tuple]], Iterable[dict[str, Any]]] | None = None,
+                  keep_empty: Collection[str] = ()) -> dict[str, SplitSummary]:
+    """Writes every split's shards under output_dir/dataset; shards run in parallel, one per worker task. Frames
+    without a pupil are skipped (the OpenEDS rule), except in the splits named in keep_empty: there they are rows
+    with an all-zero label (negatives: a closed eye), as `training.pretrain --closed-share` uses for train.
 
     map_shards(tasks) -> states, in order, replaces the local process pool (the Modal app passes
     `write_shard_remote.map`, which runs write_shard in one container per shard).
     """
     from tqdm import tqdm
 
+    unknown = sorted(set(keep_empty) - set(SPLIT_NAMES))
+    if unknown:
+        raise ValueError(f"keep_empty: unknown splits {unknown}; choose from {list(SPLIT_NAMES)}")
     splits = raw_splits(output_dir)
     dataset_dir, state_dir = output_dir / "dataset", output_dir / ".precompute_state"
     summaries: dict[str, SplitSummary] = {}
@@ -344,10 +355,10 @@ def build_dataset(output_dir: Path, workers: int = 0, limit: int = 0, strict: bo
             log.warning("skipping bad input: %s", message)
         pairs = pairs[:limit] if limit else pairs
         log.info("found %d frames in %s", len(pairs) + len(missing), split)
-        summaries[split] = SplitSummary(found=len(pairs) + len(missing), bad=list(missing))
-        split_done, split_todo = plan_split(split, pairs, dataset_dir, state_dir, shard_size)
+        summaries[split] = SplitSummary(found=len(pairs) + len(missing), bad=list(missing), keep_empty=split in keep_empty)
+        split_done, split_todo = plan_split(split, pairs, dataset_dir, state_dir, shard_size, split in keep_empty)
         done += [(split, state) for state in split_done]
-        todo += [(split, (*task[:4], strict)) for task in split_todo]
+        todo += [(split, (*task[:4], strict, task[5])) for task in split_todo]
         names[split] = {state["name"] for state in split_done} | {task[0] for task in split_todo}
     workers = min(workers or os.cpu_count() or 1, max(len(todo), 1))
     with contextlib.ExitStack() as stack:
@@ -412,7 +423,10 @@ def write_dataset_card(dataset_dir: Path, summaries: dict[str, SplitSummary]) ->
     re-run with other frames would load the first one's cached rows."""
     configs = "\n".join(f"  - split: {split}\n    path: {split}/*.parquet" for split, s in summaries.items() if s.written)
     fingerprint = content_fingerprint(dataset_dir)
-    counts = "\n".join(f"| {split} | {s.written} | {s.empty} | {len(s.bad)} |" for split, s in summaries.items())
+    counts = "\n".join(f"| {split} | {s.written} | {s.empty}{' kept' if s.keep_empty else ''} | {len(s.bad)} |" for split, s in summaries.items())
+    kept_in = [split for split, s in summaries.items() if s.keep_empty]
+    kept = f" (kept in {', '.join(kept_in)}: rows with an all-zero label, a closed eye)" if kept_in else ""
+    empty_header = "empty pupil (skipped or kept)" if kept_in else "skipped (empty pupil)"
     card = f"""---
 license: other
 task_categories:
@@ -430,10 +444,10 @@ configs:
 # OpenEDS pupil segmentation, precomputed
 
 Made by `precompute.py` (visionassist-training, pipeline version {PIPELINE_VERSION}) from the OpenEDS dataset
-(Kaggle `{KAGGLE_DATASET}`): binarized pupil label, frames with an empty pupil skipped, image gamma 0.8 then
+(Kaggle `{KAGGLE_DATASET}`): binarized pupil label, frames with an empty pupil skipped{kept}, image gamma 0.8 then
 CLAHE (clip 1.5, 8x8 tiles), ellipse fit of the pupil, boundary spatial weights and signed distance maps.
 
-| split | rows | skipped (empty pupil) | skipped (bad input) |
+| split | rows | {empty_header} | skipped (bad input) |
 |---|---|---|---|
 {counts}
 
@@ -538,8 +552,8 @@ def validate(output_dir: Path, hf_repo: str | None = None, per_split: int = 4) -
             if row["filename"] not in by_name:
                 problems.append(f"{split}/{row['filename']}: no such raw frame")
                 continue
-            status, expected = process_pair(by_name[row["filename"]])
-            if status != "ok":
+            status, expected = process_pair(by_name[row["filename"]], keep_empty=True)  # a stored row without a pupil was kept
+            if isinstance(expected, str):
                 problems.append(f"{split}/{row['filename']}: the raw frame gives no row now ({expected})")
                 continue
             for column, value in expected.items():
@@ -575,6 +589,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=0, help="at most this many frames per split (0: all)")
     parser.add_argument("--strict", action="store_true", help="bad input files are fatal")
     parser.add_argument("--shard-size", type=int, default=32, help="rows per parquet shard")
+    parser.add_argument("--keep-empty", nargs="+", default=[], choices=SPLIT_NAMES, metavar="SPLIT",
+                        help="keep the frames without a pupil of these splits as rows with an all-zero label (default: skip them)")
     return parser.parse_args(argv)
 
 
@@ -594,7 +610,7 @@ def main(argv: list[str] | None = None) -> int:
                 log.error(problem)
             print(f"validate: {'OK' if not problems else f'{len(problems)} mismatches'}")
             return EXIT_MISMATCH if problems else 0
-        summaries = build_dataset(args.output_dir, args.workers, args.limit, args.strict, args.shard_size)
+        summaries = build_dataset(args.output_dir, args.workers, args.limit, args.strict, args.shard_size, keep_empty=args.keep_empty)
         if not args.no_push:
             push_to_hub(args.output_dir / "dataset", args.hf_repo)
     except CredentialsError as error:
@@ -605,7 +621,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     seconds = time.perf_counter() - start
     total = sum(s.found for s in summaries.values())
-    parts = [f"{split} {s.written} written, {s.empty} empty skipped, {len(s.bad)} bad" for split, s in summaries.items()]
+    parts = [f"{split} {s.written} written, {s.empty} empty {'kept' if s.keep_empty else 'skipped'}, {len(s.bad)} bad" for split, s in summaries.items()]
     bad = sum(len(s.bad) for s in summaries.values())
     print(f"precompute: {'; '.join(parts)}; {total} frames in {seconds:.1f} s ({total / max(seconds, 1e-9):.1f} img/s); "
           f"{bad} bad inputs skipped; dataset at {args.output_dir / 'dataset'}")

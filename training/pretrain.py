@@ -41,7 +41,9 @@ from training.tracking import Tracker, default_tracking_uri
 RECIPE = {  # the shipped weights' recipe; every value is a flag below
     "num_images": 32000, "seed": 0, "model_variant": "base", "epochs": 8, "batch_size": 8, "lr": 3e-3, "crop": "256x384",
     "ema_decay": 0.0, "vflip": 0.0, "alpha_start": 1.0, "alpha_end": 0.2, "distill_steps": 0, "distill_frames": 8000,
-}  # distill_steps 0: the flip distillation stage is off (README, "Teaching the single view the average": a trade, not shipped)
+    "closed_share": 0.0,
+}  # distill_steps 0: the flip distillation stage is off (README, "Teaching the single view the average": a trade, not shipped);
+# closed_share 0: the shipped weights never saw a frame without a pupil (README, "Closed eyes in training")
 DISTILL_LR = 3e-4
 TRAIN_FIELDS = {field.name for field in fields(TrainConfig)}
 
@@ -59,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.output_dir.resolve()
     dataset = out / "raw" / "dataset"
     if not any(dataset.glob("*/*.parquet")):  # a resumed run reuses the data
-        dataset = synthetic_dataset(out, args.num_images, args.seed, [name for name in args.families.split(",") if name] or None, stages=5)
+        dataset = synthetic_dataset(out, args.num_images, args.seed, [name for name in args.families.split(",") if name] or None, stages=5,
+                                    closed_share=args.closed_share)
     print("[3/5] train", flush=True)
     recipe = {key: getattr(args, key) for key in RECIPE if key in TRAIN_FIELDS}  # the recipe values that are TrainConfig fields
     cfg = TrainConfig(dataset=str(dataset), **recipe, output_dir=str(out / "runs"), run_name="pretrain", resume="auto", overlay_every=5,

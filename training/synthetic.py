@@ -1,6 +1,6 @@
 """Synthetic near-infrared eye frames with pupil labels, written in the exact layout of the Kaggle OpenEDS download.
 
-    python -m training.synthetic --output-dir D --num-images N --seed S [--workers W] [--families openeds,face]
+    python -m training.synthetic --output-dir D --num-images N --seed S [--workers W] [--families openeds,face] [--closed-share P]
 
 writes D/{train,validation,test}/images/*.png (640x400, 8-bit grayscale) and D/{...}/labels/*.npy (uint8
 400x640: 0 background, 1 sclera, 2 iris, 3 pupil), so that `precompute.py --skip-download --output-dir D`
@@ -33,6 +33,12 @@ upscaled frames from low-resolution sensors (x1.5-4, ~25%).
 | washed out (35%, not openeds) | black level lifted 20-130 gray, contrast compressed to match (ambient light, flare): pupil mid-gray, skin bright |
 | optics and sensor | defocus blur sigma 0.3-3.5 px, motion blur (15%), Gaussian noise sigma 0.5-12, shot noise, JPEG quality 15-90 (30%), vignetting (50%), Fresnel rings (openeds 80%, others 10%), gain 0.6-1.5 and offset |
 | eye state | gaze +-0.8 rad (pupil and iris foreshortened), eye roll +-15 deg, 4% closed (no pupil), 8% nearly closed |
+
+`--closed-share P` (default 0) shuts the lids of a further share P of the training split's frames, chosen from a
+stream of their own ([seed, 5, index]): such a frame is drawn with the eye closed (no pupil; the same subject and
+camera, its other draws following from there); every other frame, and the validation and test splits, are unchanged.
+Training data with frames without a pupil teaches a model not to find one in a blink (precompute keeps them with
+`--keep-empty train`; `training.pretrain --closed-share`).
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ PUPILLARY_ZONE_P = 0.5  # share of non-OpenEDS frames whose iris darkens toward 
 PUPILLARY_ZONE_DEPTH = (0.15, 0.6)  # darkening at the pupil's edge, as a share of the iris-pupil contrast
 PUPILLARY_ZONE_WIDTH = (0.1, 0.5)  # 1/e width, as a share of the iris ring (iris radius - pupil radius)
 RIM_GLINT_P = 0.35  # share of non-OpenEDS frames with 1-2 glints just outside the pupil's rim
+CLOSED_STREAM = 5  # [seed, 5, index] picks the frames that --closed-share shuts
 SUBPIXEL = 4  # fixed-point bits for cv2 drawing
 ONE = 1 << SUBPIXEL
 
@@ -236,13 +243,14 @@ class Levels:
     skin: float
 
 
-def render_frame(seed: int, index: int, subject: int, family: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One (image, label) pair, both uint8 HEIGHT x WIDTH; a pure function of (seed, index, subject[, family])."""
+def render_frame(seed: int, index: int, subject: int, family: str | None = None, closed: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """One (image, label) pair, both uint8 HEIGHT x WIDTH; a pure function of (seed, index, subject[, family, closed]).
+    closed=True draws the frame with the lids shut (an empty label; the same subject and camera)."""
     traits = subject_traits(seed, subject, family)
     rng = np.random.default_rng([seed, 2, index])
     extra = np.random.default_rng([seed, 4, index])  # appearance added later (PUPILLARY_ZONE_P, RIM_GLINT_P)
     cv2.setRNGSeed(int(rng.integers(2**31)))  # cv2.randn (sensor and pupil noise) is seeded per frame too
-    eye = draw_geometry(traits, rng)
+    eye = draw_geometry(traits, rng, closed)
     label = draw_label(eye)
     levels = draw_levels(traits, rng)
     image = paint_skin(eye, levels, traits, rng)
@@ -253,8 +261,9 @@ def render_frame(seed: int, index: int, subject: int, family: str | None = None)
     return _letterbox(image, label, traits, rng)
 
 
-def draw_geometry(traits: Subject, rng: np.random.Generator) -> Eye:
-    """Where the eye is, how open, where it looks: lids, iris and pupil ellipses (gaze foreshortens both)."""
+def draw_geometry(traits: Subject, rng: np.random.Generator, closed: bool = False) -> Eye:
+    """Where the eye is, how open, where it looks: lids, iris and pupil ellipses (gaze foreshortens both). closed=True
+    shuts the lids (the draw that decides how open they are falls in the closed range; the stream is not shifted)."""
     h, w = traits.content_shape
     openeds = traits.family == "openeds"
     r_iris = traits.iris_radius * rng.uniform(0.95, 1.05)
@@ -280,7 +289,7 @@ def draw_geometry(traits: Subject, rng: np.random.Generator) -> Eye:
     def to_frame(u, v):
         return eye_x + u * cos_r - v * sin_r, eye_y + u * sin_r + v * cos_r
 
-    blink = rng.random()
+    blink = rng.random() * (0.04 if closed else 1.0)
     openness = 0.0 if blink < 0.04 else (rng.uniform(0.08, 0.45) if blink < 0.12 else rng.uniform(0.75, 1.1))
     lid_shift = gaze[1] * lid_open * 0.35
     us = np.linspace(-1.0, 1.0, 33)
@@ -618,9 +627,14 @@ def frame_plan(num_images: int, seed: int) -> list[tuple[str, int, int]]:
     return sorted(plan, key=lambda item: item[1])
 
 
-def _write_one(args: tuple[str, str, int, int, int, str | None]) -> None:
-    output_dir, split, index, subject, seed, family = args
-    image, label = render_frame(seed, index, subject, family)
+def is_closed(seed: int, index: int, share: float) -> bool:
+    """Whether --closed-share `share` shuts the lids of frame `index` (its own stream: other frames stay as they are)."""
+    return share > 0 and bool(np.random.default_rng([seed, CLOSED_STREAM, index]).random() < share)
+
+
+def _write_one(args: tuple[str, str, int, int, int, str | None, bool]) -> None:
+    output_dir, split, index, subject, seed, family, closed = args
+    image, label = render_frame(seed, index, subject, family, closed)
     stem = f"S{subject:03d}_{index:06d}"
     root = Path(output_dir) / split
     if not cv2.imwrite(str(root / "images" / f"{stem}.png"), image):
@@ -628,18 +642,24 @@ def _write_one(args: tuple[str, str, int, int, int, str | None]) -> None:
     np.save(root / "labels" / f"{stem}.npy", label)
 
 
-def generate(output_dir: str | Path, num_images: int, seed: int = 0, workers: int = 0, families: list[str] | None = None) -> dict[str, int]:
+def generate(output_dir: str | Path, num_images: int, seed: int = 0, workers: int = 0, families: list[str] | None = None,
+             closed_share: float = 0.0) -> dict[str, int]:
     """Writes `num_images` frames; returns the count per split. workers=0 uses every core. `families` limits the
-    camera families (each subject then draws one of them, in proportion to FAMILIES)."""
+    camera families (each subject then draws one of them, in proportion to FAMILIES); `closed_share` shuts the lids of
+    that share of the training frames besides those the generator closes itself (is_closed)."""
     output_dir = Path(output_dir)
     unknown = sorted(set(families or ()) - set(FAMILIES))
     if unknown:
         raise ValueError(f"unknown families {unknown}; choose from {sorted(FAMILIES)}")
+    if not 0.0 <= closed_share <= 1.0:
+        raise ValueError(f"closed_share {closed_share} is not a share between 0 and 1")
     plan = frame_plan(num_images, seed)
     for split, _ in SPLITS:
         (output_dir / split / "images").mkdir(parents=True, exist_ok=True)
         (output_dir / split / "labels").mkdir(parents=True, exist_ok=True)
-    jobs = [(str(output_dir), split, index, subject, seed, _pick_family(seed, subject, families)) for split, index, subject in plan]
+    jobs = [(str(output_dir), split, index, subject, seed, _pick_family(seed, subject, families),
+             split == "train" and is_closed(seed, index, closed_share))
+            for split, index, subject in plan]
     workers = workers or os.cpu_count() or 1
     if workers == 1:
         for job in jobs:
@@ -664,9 +684,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0, help="processes (0: all cores)")
     parser.add_argument("--families", default="", help=f"comma-separated subset of {','.join(FAMILIES)} (default: all)")
+    parser.add_argument("--closed-share", type=float, default=0.0, help="shut the lids of this share of the training frames as well (0-1)")
     args = parser.parse_args(argv)
     families = [name.strip() for name in args.families.split(",") if name.strip()] or None
-    counts = generate(args.output_dir, args.num_images, args.seed, args.workers, families)
+    counts = generate(args.output_dir, args.num_images, args.seed, args.workers, families, args.closed_share)
     print(f"wrote {sum(counts.values())} synthetic frames to {args.output_dir}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
