@@ -28,7 +28,7 @@ from training.synthetic import generate
 def synthetic_dataset(out: Path, num_images: int, seed: int, families: list[str] | None = None, workers: int = 0, stages: int = 4,
                       closed_share: float = 0.0) -> Path:
     """Generates `num_images` synthetic frames under out/raw and precomputes them (stages 1 and 2 of `stages`);
-    returns the dataset folder. closed_share > 0 shuts the lids of that share of the frames as well and keeps the
+    returns the dataset folder. closed_share > 0 shuts the lids of that share of the training frames as well and keeps the
     training split's frames without a pupil (every closed eye, the generator's own too) as rows."""
     raw = out / "raw"
     print(f"[1/{stages}] synthetic frames -> {raw}", flush=True)

@@ -189,11 +189,12 @@ def process_pair(pair: tuple[str, str], keep_empty: bool = False) -> tuple[str, 
     except BadInput as error:
         return "bad", str(error)
     mask = label if own else preprocess.binarize(label)
-    if not mask.any() and not keep_empty:
+    pupil = bool(mask.any())
+    if not pupil and not keep_empty:
         return "empty", image_path.name
     row = preprocess.frame_sample(image, mask) if own else preprocess.preprocess_sample(image, label)
     row.update(filename=image_path.name, subject=person_of(image_path.name) if own else subject_of(image_path.name))
-    return "ok" if mask.any() else "empty", row
+    return "ok" if pupil else "empty", row
 
 
 def list_pairs(images_dir: Path, labels_dir: Path) -> tuple[list[tuple[str, str]], list[str]]:
@@ -552,7 +553,7 @@ def validate(output_dir: Path, hf_repo: str | None = None, per_split: int = 4) -
             if row["filename"] not in by_name:
                 problems.append(f"{split}/{row['filename']}: no such raw frame")
                 continue
-            status, expected = process_pair(by_name[row["filename"]], keep_empty=True)  # a stored row without a pupil was kept
+            _, expected = process_pair(by_name[row["filename"]], keep_empty=True)  # a stored row without a pupil was kept
             if isinstance(expected, str):
                 problems.append(f"{split}/{row['filename']}: the raw frame gives no row now ({expected})")
                 continue

@@ -68,6 +68,7 @@ PUPILLARY_ZONE_P = 0.5  # share of non-OpenEDS frames whose iris darkens toward 
 PUPILLARY_ZONE_DEPTH = (0.15, 0.6)  # darkening at the pupil's edge, as a share of the iris-pupil contrast
 PUPILLARY_ZONE_WIDTH = (0.1, 0.5)  # 1/e width, as a share of the iris ring (iris radius - pupil radius)
 RIM_GLINT_P = 0.35  # share of non-OpenEDS frames with 1-2 glints just outside the pupil's rim
+CLOSED_P = 0.04  # share of frames drawn with the lids shut (the blink draw below it); --closed-share adds more
 CLOSED_STREAM = 5  # [seed, 5, index] picks the frames that --closed-share shuts
 SUBPIXEL = 4  # fixed-point bits for cv2 drawing
 ONE = 1 << SUBPIXEL
@@ -289,8 +290,8 @@ def draw_geometry(traits: Subject, rng: np.random.Generator, closed: bool = Fals
     def to_frame(u, v):
         return eye_x + u * cos_r - v * sin_r, eye_y + u * sin_r + v * cos_r
 
-    blink = rng.random() * (0.04 if closed else 1.0)
-    openness = 0.0 if blink < 0.04 else (rng.uniform(0.08, 0.45) if blink < 0.12 else rng.uniform(0.75, 1.1))
+    blink = rng.random() * (CLOSED_P if closed else 1.0)
+    openness = 0.0 if blink < CLOSED_P else (rng.uniform(0.08, 0.45) if blink < 0.12 else rng.uniform(0.75, 1.1))
     lid_shift = gaze[1] * lid_open * 0.35
     us = np.linspace(-1.0, 1.0, 33)
     inside = np.clip(1 - us * us, 0, None)
